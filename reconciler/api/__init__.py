@@ -1,0 +1,1 @@
+"""The API: wire models shared with the emulator, and the HTTP client."""

@@ -1,0 +1,319 @@
+"""Read manifest files into validated accounts, or one error listing every problem.
+
+The only module that reads manifests from disk. It walks files and folders (``*.yaml`` and
+``*.yml``, recursively), parses every YAML document while keeping each node's position, and
+translates PyYAML and pydantic errors at this boundary into :class:`ManifestProblem` entries
+that name the file, line, column and field path. Nothing raised by PyYAML or pydantic escapes;
+problems of all files are collected and raised together as one :class:`ManifestError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from reconciler.errors import ManifestError, ManifestProblem
+from reconciler.manifest import models
+from reconciler.manifest.models import LoadedAccount
+
+#: Mapping keys that look like an API key written into a manifest (design.md §2).
+_SECRET_KEY = re.compile(r"^(api[_-]?)?key$|^(enterprise|secret|private|access)[_-]?key$|"
+                         r"^(api[_-]?)?(secret|token)$", re.IGNORECASE)
+_SUFFIXES = (".yaml", ".yml")
+
+Location = tuple[str | int, ...]
+
+
+def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> tuple[LoadedAccount, ...]:
+    """Load every account declared under ``paths``; raise one ManifestError for all problems."""
+    problems: list[ManifestProblem] = []
+    accounts: list[LoadedAccount] = []
+    for file in _manifest_files(paths, problems):
+        accounts.extend(_load_file(file, problems))
+    problems.extend(_duplicate_accounts(accounts))
+    if problems:
+        raise ManifestError(sorted(problems, key=lambda p: (p.file, p.line, p.column)))
+    return tuple(sorted(accounts, key=lambda a: a.name))
+
+
+def _display(path: Path) -> str:
+    """A path as users wrote it, relative to the working directory when under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _manifest_files(
+    paths: Sequence[str | os.PathLike[str]], problems: list[ManifestProblem]
+) -> Iterator[Path]:
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
+            if not found:
+                problems.append(ManifestProblem(_display(path), 0, 0, "", "no *.yaml manifests"))
+        elif path.is_file():
+            found = [path]
+        else:
+            problems.append(ManifestProblem(_display(path), 0, 0, "", "no such file or folder"))
+            found = []
+        for file in found:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                yield file
+
+
+def _load_file(path: Path, problems: list[ManifestProblem]) -> list[LoadedAccount]:
+    name = _display(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(ManifestProblem(name, 0, 0, "", f"cannot read: {exc}"))
+        return []
+    try:
+        documents = list(_parse_documents(text))
+    except yaml.YAMLError as exc:
+        problems.append(_yaml_problem(name, exc))
+        return []
+    if not any(data is not None for _, data in documents):
+        problems.append(ManifestProblem(name, 1, 1, "", "empty manifest: no account declared"))
+        return []
+    accounts = []
+    for node, data in documents:
+        if data is None:
+            continue
+        account = _load_document(name, node, data, problems)
+        if account is not None:
+            accounts.append(account)
+    return accounts
+
+
+def _parse_documents(text: str) -> Iterator[tuple[yaml.Node, Any]]:
+    """Yield each document's node tree (for positions) and its Python value."""
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            yield node, loader.construct_document(node)
+    finally:
+        loader.dispose()  # type: ignore[no-untyped-call]
+
+
+def _yaml_problem(file: str, exc: yaml.YAMLError) -> ManifestProblem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    reason = getattr(exc, "problem", None) or str(exc)
+    return ManifestProblem(file, line, column, "", f"YAML syntax error: {reason}")
+
+
+def _load_document(
+    file: str, node: yaml.Node, data: Any, problems: list[ManifestProblem]
+) -> LoadedAccount | None:
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        line, column = _position(node)
+        problems.append(ManifestProblem(file, line, column, "", "a manifest document must be a "
+                                        "mapping with version, account, api, key_env, models"))
+        return None
+    local = list(_structure_problems(file, node))
+    secret_paths = {p.path for p in local}
+    try:
+        account = models.ACCOUNT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            problem = _pydantic_problem(file, node, error)
+            if problem.path not in secret_paths:
+                local.append(problem)
+        problems.extend(local)
+        return None
+    for loc, message in models.missing_required(account):
+        line, column = _position(_node_at(node, loc))
+        local.append(ManifestProblem(file, line, column, _dotted(loc), message))
+    local.extend(_duplicate_model_ids(file, node, account))
+    problems.extend(local)
+    if local:
+        return None
+    model_lines = {
+        entry.model_id: _position(_node_at(node, ("models", index)))[0]
+        for index, entry in enumerate(account.models)
+    }
+    return LoadedAccount(account, file, _position(node)[0], model_lines)
+
+
+def _structure_problems(file: str, node: yaml.MappingNode) -> Iterator[ManifestProblem]:
+    """Duplicate keys (PyYAML silently keeps the last) and keys that look like secrets."""
+    for loc, key_node, mapping in _walk_keys(node, ()):
+        key = key_node.value
+        line, column = _position(key_node)
+        path = _dotted((*loc, key))
+        if _SECRET_KEY.match(str(key)):
+            yield ManifestProblem(
+                file, line, column, path,
+                "a manifest never holds an API key: put the key in an environment variable "
+                "and name that variable in key_env",
+            )
+        same = [k for k, _ in mapping.value if k.value == key]
+        if len(same) > 1 and same[-1] is key_node:
+            first = _position(same[0])[0]
+            yield ManifestProblem(file, line, column, path, f"duplicate key (first at line {first})")
+
+
+def _walk_keys(
+    node: yaml.Node, loc: Location
+) -> Iterator[tuple[Location, yaml.ScalarNode, yaml.MappingNode]]:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                yield loc, key_node, node
+                yield from _walk_keys(value_node, (*loc, key_node.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _walk_keys(item, (*loc, index))
+
+
+def _duplicate_model_ids(
+    file: str, node: yaml.Node, account: models.CommunityAccount | models.EnterpriseAccount
+) -> Iterator[ManifestProblem]:
+    first_index: dict[str, int] = {}
+    for index, entry in enumerate(account.models):
+        if entry.model_id in first_index:
+            first = _position(_node_at(node, ("models", first_index[entry.model_id])))[0]
+            loc: Location = ("models", index, "model_id")
+            line, column = _position(_node_at(node, loc))
+            yield ManifestProblem(
+                file, line, column, _dotted(loc),
+                f"duplicate model_id {entry.model_id!r} (first declared at line {first})",
+            )
+        else:
+            first_index[entry.model_id] = index
+
+
+def _duplicate_accounts(accounts: Iterable[LoadedAccount]) -> Iterator[ManifestProblem]:
+    first: dict[str, LoadedAccount] = {}
+    for account in accounts:
+        if account.name in first:
+            earlier = first[account.name]
+            yield ManifestProblem(
+                account.file, account.line, 1, "account",
+                f"duplicate account {account.name!r} (first declared at "
+                f"{earlier.file}:{earlier.line})",
+            )
+        else:
+            first[account.name] = account
+
+
+# ---------------------------------------------------------------------------------------------
+# pydantic errors → problems
+# ---------------------------------------------------------------------------------------------
+
+
+def _field_location(loc: tuple[str | int, ...]) -> Location:
+    """Drop the union tags pydantic adds (``community``, ``present``…) from a location."""
+    kept: list[str | int] = []
+    for index, part in enumerate(loc):
+        after_union = index == 0 or isinstance(loc[index - 1], int)
+        if isinstance(part, str) and part in models.UNION_TAGS and after_union:
+            continue
+        kept.append(part)
+    return tuple(kept)
+
+
+def _pydantic_problem(file: str, root: yaml.Node, error: ErrorDetails) -> ManifestProblem:
+    loc = _field_location(tuple(error["loc"]))
+    if error["type"].startswith("union_tag_") and not loc:
+        loc = ("api",)  # the account's discriminator names no field of its own
+    target = _node_at(root, loc, key_node=error["type"] == "extra_forbidden")
+    if error["type"] in ("missing", "union_tag_not_found") and loc:
+        target = _node_at(root, loc[:-1])
+    line, column = _position(target)
+    return ManifestProblem(file, line, column, _dotted(loc), _message(loc, error))
+
+
+def _message(loc: Location, error: ErrorDetails) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    name = loc[-1] if loc else ""
+    if kind == "missing":
+        return f"'{name}' is required"
+    if kind == "extra_forbidden":
+        return _unknown_key_message(loc, str(name))
+    if kind == "literal_error":
+        allowed = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        shown = "(hidden)" if name == "key_env" else repr(value)
+        if not allowed:
+            return f"{shown} is not supported; expected {ctx.get('expected')}"
+        return f"{shown} is not one of {', '.join(allowed)}"
+    if kind == "union_tag_not_found":
+        return "'api' is required: community or enterprise"
+    if kind == "union_tag_invalid":
+        return f"{ctx.get('tag')!r} is not one of community, enterprise"
+    if kind == "string_pattern_mismatch":
+        shown = "the value" if name == "key_env" else repr(value)
+        return f"{shown} does not match the pattern {ctx.get('pattern')}"
+    return f"{error['msg']} (got {type(value).__name__})"
+
+
+_ALL_FIELDS = sorted(
+    {
+        *models.CommunityAccount.model_fields,
+        *models.EnterpriseAccount.model_fields,
+        *models.CommunityModel.model_fields,
+        *models.EnterpriseModel.model_fields,
+    }
+)
+
+
+def _unknown_key_message(loc: Location, name: str) -> str:
+    if len(loc) == 3 and loc[0] == "models" and name in _LOAD_FIELD_NAMES:
+        return f"unknown key '{name}': an entry with ensure: absent takes only model_id, protect"
+    close = difflib.get_close_matches(name, _ALL_FIELDS, n=1)
+    return f"unknown key '{name}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+
+
+_LOAD_FIELD_NAMES = frozenset(
+    {*models.CommunityLoadFields.model_fields, *models.EnterpriseLoadFields.model_fields}
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Node positions
+# ---------------------------------------------------------------------------------------------
+
+
+def _node_at(root: yaml.Node, loc: Location, *, key_node: bool = False) -> yaml.Node:
+    """The deepest node along ``loc``; with ``key_node``, the key of the last mapping entry."""
+    node = root
+    for depth, part in enumerate(loc):
+        last = depth == len(loc) - 1
+        if isinstance(node, yaml.MappingNode):
+            match = next((kv for kv in node.value if kv[0].value == part), None)
+            if match is None:
+                return node
+            node = match[0] if (last and key_node) else match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return node
+            node = node.value[part]
+        else:
+            return node
+    return node
+
+
+def _position(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _dotted(loc: Location) -> str:
+    """``('models', 2, 'url')`` → ``models[2].url``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text

@@ -1,0 +1,348 @@
+"""Desired-state models of manifest format version 1 (design.md §2).
+
+A manifest document declares one account. Model entries carry the load endpoint's own field
+names for the account's API (community: ``v3/load_model``; enterprise:
+``v1/enterprise/load_model``), so the API docs read straight into manifests, plus the
+reconciler's own ``ensure`` and ``protect``. Models are frozen and reject unknown keys; enum
+values come from :mod:`reconciler.api.wire`, the union of what the docs ever listed.
+
+Entries may leave load fields to ``defaults``, so "required" is checked on the *resolved* model
+(defaults merged under the entry) by :func:`missing_required`, not by the entry's schema.
+
+This module does no I/O: reading files and locating errors is :mod:`reconciler.manifest.loader`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+
+from reconciler.api import wire
+
+FORMAT_VERSION = 1
+
+ModelId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="The id the model is saved under and later used in generation calls.",
+    ),
+]
+Ensure = Literal["present", "absent"]
+Prune = Literal["none", "managed", "all"]
+Api = Literal["community", "enterprise"]
+
+_PROTECT = Field(
+    default=False,
+    description="Never delete or replace this model, whatever else says so.",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Load fields, one set per API. Every field is optional here: defaults may supply it.
+# ---------------------------------------------------------------------------------------------
+
+
+class CommunityLoadFields(_Strict):
+    """The fields of ``v3/load_model`` (api-spec §2.3), all strings as the API takes them."""
+
+    url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Hugging Face repo id, a ckpt download link, or a safetensors link.",
+    )
+    model_format: wire.ModelFormat | None = Field(
+        default=None, description="How the weights are packaged."
+    )
+    model_category: wire.ModelCategory | None = Field(
+        default=None, description="The kind of model (union of the three doc generations)."
+    )
+    model_subcategory: wire.ModelSubcategory | None = Field(
+        default=None, description="`lora` for lora models (current docs only)."
+    )
+    model_visibility: wire.Visibility | None = Field(
+        default=None, description="`private` or `public` (API default `public`)."
+    )
+    model_name: str | None = Field(
+        default=None, min_length=1, description="Display name; the model_id when left out."
+    )
+    force_load: wire.YesNo | None = Field(
+        default=None, description="`yes` reloads automatically if the upload fails (default)."
+    )
+    revision: wire.Revision | None = Field(
+        default=None, description="Weights precision, `fp16` (default) or `fp32`."
+    )
+    model_image: str | None = Field(default=None, description="Image URL shown for the model.")
+    hf_upload: wire.YesNo | None = Field(
+        default=None, description="Undocumented by the API; default `no`."
+    )
+
+
+class EnterpriseLoadFields(_Strict):
+    """The fields of ``v1/enterprise/load_model`` (api-spec §2.5)."""
+
+    url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Hugging Face repo id, a .ckpt link, or a model trained by the Dreambooth API.",
+    )
+    model_type: wire.EnterpriseModelType | None = Field(
+        default=None, description="How the server should treat the url."
+    )
+    from_safetensors: wire.YesNo | None = Field(
+        default=None, description="`yes` when the url is a safetensors file (default `no`)."
+    )
+    revision: wire.Revision | None = Field(
+        default=None, description="Weights precision, `fp16` or `fp32` (default)."
+    )
+    webhook: str | None = Field(
+        default=None, description="URL the server POSTs to when the load ends."
+    )
+    upcast_attention: wire.YesNo | None = Field(
+        default=None, description="`yes` only for SD 2.1 (default `no`)."
+    )
+
+
+class CommunityDefaults(CommunityLoadFields):
+    """Load fields merged under every present model of a community account."""
+
+    protect: bool | None = Field(default=None, description="Default of `protect` for models.")
+
+
+class EnterpriseDefaults(EnterpriseLoadFields):
+    """Load fields merged under every present model of an enterprise account."""
+
+    protect: bool | None = Field(default=None, description="Default of `protect` for models.")
+
+
+class CommunityModel(CommunityLoadFields):
+    """A model that must be loaded on a community account."""
+
+    model_id: ModelId
+    ensure: Literal["present"] = Field(default="present", description="The model must exist.")
+    protect: bool = _PROTECT
+
+
+class EnterpriseModel(EnterpriseLoadFields):
+    """A model that must be loaded on an enterprise server."""
+
+    model_id: ModelId
+    ensure: Literal["present"] = Field(default="present", description="The model must exist.")
+    protect: bool = _PROTECT
+
+
+class AbsentModel(_Strict):
+    """A model that must not exist; it takes no load fields."""
+
+    model_id: ModelId
+    ensure: Literal["absent"] = Field(description="The model must be deleted.")
+    protect: bool = _PROTECT
+
+
+def _ensure_tag(value: Any) -> str:
+    """Route an entry to its model by ``ensure``, so errors speak of the right fields."""
+    ensure = value.get("ensure", "present") if isinstance(value, dict) else "present"
+    return "absent" if ensure == "absent" else "present"
+
+
+CommunityEntry = Annotated[
+    Annotated[CommunityModel, Tag("present")] | Annotated[AbsentModel, Tag("absent")],
+    Discriminator(_ensure_tag),
+]
+EnterpriseEntry = Annotated[
+    Annotated[EnterpriseModel, Tag("present")] | Annotated[AbsentModel, Tag("absent")],
+    Discriminator(_ensure_tag),
+]
+
+#: Union tags that pydantic puts in error locations; the loader drops them from field paths.
+UNION_TAGS = frozenset({"present", "absent", "community", "enterprise"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Accounts
+# ---------------------------------------------------------------------------------------------
+
+
+class _AccountBase(_Strict):
+    version: Literal[1] = Field(description="Manifest format version; only 1 exists.")
+    account: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Account name, unique across all manifests loaded together.",
+    )
+    key_env: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the environment variable that holds this account's API key.",
+    )
+    api_base: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="API base URL ending in /api/ (else --api-base, RECONCILER_API_BASE, "
+        "then https://modelslab.com/api/).",
+    )
+    queue_limit: int = Field(
+        default=5, ge=1, le=100, description="Loads the API performs at once for this account."
+    )
+    prune: Prune = Field(
+        default="none",
+        description="Which undeclared models to delete: none, those this tool loaded "
+        "(managed), or all.",
+    )
+    ignore: tuple[str, ...] = Field(
+        default=(), description="Glob patterns of model ids never touched nor reported."
+    )
+
+
+class CommunityAccount(_AccountBase):
+    """An account on the community API (``v3``/``v4`` endpoints)."""
+
+    api: Literal["community"] = Field(description="Which API the account uses.")
+    defaults: CommunityDefaults = Field(
+        default_factory=CommunityDefaults, description="Merged under every model entry."
+    )
+    models: tuple[CommunityEntry, ...] = Field(default=(), description="Declared models.")
+
+
+class EnterpriseAccount(_AccountBase):
+    """An account on a dedicated enterprise server (``v1/enterprise`` endpoints)."""
+
+    api: Literal["enterprise"] = Field(description="Which API the account uses.")
+    defaults: EnterpriseDefaults = Field(
+        default_factory=EnterpriseDefaults, description="Merged under every model entry."
+    )
+    models: tuple[EnterpriseEntry, ...] = Field(default=(), description="Declared models.")
+
+
+Account = Annotated[CommunityAccount | EnterpriseAccount, Field(discriminator="api")]
+
+
+#: Validates one YAML document (one account) and generates the manifest JSON Schema.
+ACCOUNT_ADAPTER: TypeAdapter[CommunityAccount | EnterpriseAccount] = TypeAdapter(Account)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolved desired state: what the planner consumes
+# ---------------------------------------------------------------------------------------------
+
+_LOAD_FIELDS: dict[str, tuple[str, ...]] = {
+    "community": tuple(CommunityLoadFields.model_fields),
+    "enterprise": tuple(EnterpriseLoadFields.model_fields),
+}
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "community": ("url", "model_format", "model_category"),
+    "enterprise": ("url", "model_type"),
+}
+_DOCUMENTED_DEFAULTS: dict[str, Mapping[str, str]] = {
+    "community": wire.COMMUNITY_LOAD_DEFAULTS,
+    "enterprise": wire.ENTERPRISE_LOAD_DEFAULTS,
+}
+
+
+@dataclass(frozen=True)
+class DesiredModel:
+    """A declared model with defaults merged in: the unit the planner compares.
+
+    ``spec`` holds the load fields exactly as they will be sent, with the API's documented
+    defaults filled in, so that writing a default explicitly or leaving it out is the same spec.
+    """
+
+    model_id: str
+    ensure: Ensure
+    protect: bool
+    spec: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def spec_hash(self) -> str:
+        """A stable hash of the spec: what the ledger records and compares."""
+        return spec_hash(self.spec)
+
+
+def spec_hash(spec: Mapping[str, str]) -> str:
+    """Hash a load spec canonically (sorted keys, compact JSON)."""
+    canonical = json.dumps(dict(spec), sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _merged(
+    account: CommunityAccount | EnterpriseAccount,
+    entry: CommunityModel | EnterpriseModel,
+) -> dict[str, Any]:
+    defaults = account.defaults.model_dump(exclude_none=True, exclude={"protect"})
+    own = entry.model_dump(exclude_none=True, include=set(_LOAD_FIELDS[account.api]))
+    return {**defaults, **own}
+
+
+def missing_required(
+    account: CommunityAccount | EnterpriseAccount,
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Required load fields that neither a present entry nor the defaults supply.
+
+    Returns ``(location, message)`` pairs; the loader turns locations into file:line.
+    """
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for index, entry in enumerate(account.models):
+        if isinstance(entry, AbsentModel):
+            continue
+        merged = _merged(account, entry)
+        for name in _REQUIRED[account.api]:
+            if name not in merged:
+                problems.append(
+                    (("models", index), f"'{name}' is required (set it here or in defaults)")
+                )
+    return problems
+
+
+def resolve_models(account: CommunityAccount | EnterpriseAccount) -> tuple[DesiredModel, ...]:
+    """Every declared model of ``account`` with defaults and documented defaults merged in."""
+    default_protect = bool(account.defaults.protect)
+    resolved: list[DesiredModel] = []
+    for entry in account.models:
+        protect = entry.protect or default_protect
+        if isinstance(entry, AbsentModel):
+            resolved.append(DesiredModel(entry.model_id, "absent", protect))
+            continue
+        spec = {**_DOCUMENTED_DEFAULTS[account.api], **_merged(account, entry)}
+        if account.api == "community":
+            spec.setdefault("model_name", entry.model_id)
+        resolved.append(DesiredModel(entry.model_id, "present", protect, spec))
+    return tuple(resolved)
+
+
+@dataclass(frozen=True)
+class LoadedAccount:
+    """A validated account and where it was declared, as the loader hands it to the engine."""
+
+    spec: CommunityAccount | EnterpriseAccount
+    file: str
+    line: int
+    model_lines: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The account's name, unique across the manifests of a run."""
+        return self.spec.account
+
+    @property
+    def api(self) -> Api:
+        """Which API the account uses."""
+        return self.spec.api
+
+    def desired(self) -> tuple[DesiredModel, ...]:
+        """The declared models, resolved (see :func:`resolve_models`)."""
+        return resolve_models(self.spec)
+
+    def origin(self, model_id: str) -> str:
+        """``file:line`` of a model's entry, or of the account when it has none."""
+        return f"{self.file}:{self.model_lines.get(model_id, self.line)}"
