@@ -25,9 +25,16 @@ from reconciler.manifest import models
 from reconciler.manifest.models import LoadedAccount
 
 #: Mapping keys that look like an API key written into a manifest (design.md §2).
-_SECRET_KEY = re.compile(r"^(api[_-]?)?key$|^(enterprise|secret|private|access)[_-]?key$|"
-                         r"^(api[_-]?)?(secret|token)$", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"^(api[_-]?)?key$|^(enterprise|secret|private|access)[_-]?key$|"
+    r"^(api[_-]?)?(secret|token)$",
+    re.IGNORECASE,
+)
 _SUFFIXES = (".yaml", ".yml")
+#: Bounds on a document's node graph: real manifests are a few levels deep and a few thousand
+#: nodes; anything beyond is a mistake or an alias bomb, reported before it is walked.
+_MAX_DEPTH = 32
+_MAX_NODES = 100_000
 
 Location = tuple[str | int, ...]
 
@@ -85,6 +92,12 @@ def _load_file(path: Path, problems: list[ManifestProblem]) -> list[LoadedAccoun
     except yaml.YAMLError as exc:
         problems.append(_yaml_problem(name, exc))
         return []
+    except _GraphProblem as exc:
+        problems.append(ManifestProblem(name, exc.line, exc.column, "", str(exc)))
+        return []
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        problems.append(ManifestProblem(name, 1, 1, "", f"nested deeper than {_MAX_DEPTH} levels"))
+        return []
     if not any(data is not None for _, data in documents):
         problems.append(ManifestProblem(name, 1, 1, "", "empty manifest: no account declared"))
         return []
@@ -104,9 +117,56 @@ def _parse_documents(text: str) -> Iterator[tuple[yaml.Node, Any]]:
     try:
         while loader.check_node():
             node = loader.get_node()
+            if node is None:  # pragma: no cover - check_node() promised a document
+                break
+            _check_graph(node)
             yield node, loader.construct_document(node)
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
+
+
+class _GraphProblem(Exception):
+    """A document whose node graph cannot be a manifest (cyclic, too deep, too large)."""
+
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        super().__init__(message)
+        self.line, self.column = _position(node)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_graph(root: yaml.Node) -> None:
+    """Refuse cyclic aliases, deep nesting and alias bombs before anything walks the tree.
+
+    Iterative, so that it cannot itself overflow the stack. Aliased nodes are shared objects in
+    PyYAML's graph: sizes are memoised per node and count every expansion.
+    """
+    sizes: dict[int, int] = {}
+    path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            path.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[id(node)] > _MAX_NODES:
+                raise _GraphProblem(node, f"document expands to more than {_MAX_NODES} nodes")
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in path:
+            raise _GraphProblem(node, "an alias refers to a node that contains it")
+        if len(path) >= _MAX_DEPTH:
+            raise _GraphProblem(node, f"nested deeper than {_MAX_DEPTH} levels")
+        path.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
 
 
 def _yaml_problem(file: str, exc: yaml.YAMLError) -> ManifestProblem:
@@ -121,10 +181,18 @@ def _load_document(
 ) -> LoadedAccount | None:
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
         line, column = _position(node)
-        problems.append(ManifestProblem(file, line, column, "", "a manifest document must be a "
-                                        "mapping with version, account, api, key_env, models"))
+        problems.append(
+            ManifestProblem(
+                file,
+                line,
+                column,
+                "",
+                "a manifest document must be a mapping with version, account, api, key_env, models",
+            )
+        )
         return None
     local = list(_structure_problems(file, node))
+    local.extend(_duplicate_model_ids(file, node, data.get("models")))
     secret_paths = {p.path for p in local}
     try:
         account = models.ACCOUNT_ADAPTER.validate_python(data)
@@ -138,7 +206,6 @@ def _load_document(
     for loc, message in models.missing_required(account):
         line, column = _position(_node_at(node, loc))
         local.append(ManifestProblem(file, line, column, _dotted(loc), message))
-    local.extend(_duplicate_model_ids(file, node, account))
     problems.extend(local)
     if local:
         return None
@@ -157,14 +224,19 @@ def _structure_problems(file: str, node: yaml.MappingNode) -> Iterator[ManifestP
         path = _dotted((*loc, key))
         if _SECRET_KEY.match(str(key)):
             yield ManifestProblem(
-                file, line, column, path,
+                file,
+                line,
+                column,
+                path,
                 "a manifest never holds an API key: put the key in an environment variable "
                 "and name that variable in key_env",
             )
         same = [k for k, _ in mapping.value if k.value == key]
         if len(same) > 1 and same[-1] is key_node:
             first = _position(same[0])[0]
-            yield ManifestProblem(file, line, column, path, f"duplicate key (first at line {first})")
+            yield ManifestProblem(
+                file, line, column, path, f"duplicate key (first at line {first})"
+            )
 
 
 def _walk_keys(
@@ -180,21 +252,29 @@ def _walk_keys(
             yield from _walk_keys(item, (*loc, index))
 
 
-def _duplicate_model_ids(
-    file: str, node: yaml.Node, account: models.CommunityAccount | models.EnterpriseAccount
-) -> Iterator[ManifestProblem]:
+def _duplicate_model_ids(file: str, node: yaml.Node, entries: Any) -> Iterator[ManifestProblem]:
+    """Entries that repeat a ``model_id``; read from the raw data so that they are reported
+    together with the schema's problems, not only once those are fixed."""
+    if not isinstance(entries, list):
+        return
     first_index: dict[str, int] = {}
-    for index, entry in enumerate(account.models):
-        if entry.model_id in first_index:
-            first = _position(_node_at(node, ("models", first_index[entry.model_id])))[0]
+    for index, entry in enumerate(entries):
+        model_id = entry.get("model_id") if isinstance(entry, dict) else None
+        if not isinstance(model_id, str):
+            continue
+        if model_id in first_index:
+            first = _position(_node_at(node, ("models", first_index[model_id])))[0]
             loc: Location = ("models", index, "model_id")
             line, column = _position(_node_at(node, loc))
             yield ManifestProblem(
-                file, line, column, _dotted(loc),
-                f"duplicate model_id {entry.model_id!r} (first declared at line {first})",
+                file,
+                line,
+                column,
+                _dotted(loc),
+                f"duplicate model_id {model_id!r} (first declared at line {first})",
             )
         else:
-            first_index[entry.model_id] = index
+            first_index[model_id] = index
 
 
 def _duplicate_accounts(accounts: Iterable[LoadedAccount]) -> Iterator[ManifestProblem]:
@@ -203,7 +283,10 @@ def _duplicate_accounts(accounts: Iterable[LoadedAccount]) -> Iterator[ManifestP
         if account.name in first:
             earlier = first[account.name]
             yield ManifestProblem(
-                account.file, account.line, 1, "account",
+                account.file,
+                account.line,
+                1,
+                "account",
                 f"duplicate account {account.name!r} (first declared at "
                 f"{earlier.file}:{earlier.line})",
             )
@@ -229,6 +312,8 @@ def _field_location(loc: tuple[str | int, ...]) -> Location:
 
 def _pydantic_problem(file: str, root: yaml.Node, error: ErrorDetails) -> ManifestProblem:
     loc = _field_location(tuple(error["loc"]))
+    if error["type"] == "invalid_key":
+        return _invalid_key_problem(file, root, loc[:-1], error.get("input"))
     if error["type"].startswith("union_tag_") and not loc:
         loc = ("api",)  # the account's discriminator names no field of its own
     target = _node_at(root, loc, key_node=error["type"] == "extra_forbidden")
@@ -236,6 +321,35 @@ def _pydantic_problem(file: str, root: yaml.Node, error: ErrorDetails) -> Manife
         target = _node_at(root, loc[:-1])
     line, column = _position(target)
     return ManifestProblem(file, line, column, _dotted(loc), _message(loc, error))
+
+
+def _invalid_key_problem(file: str, root: yaml.Node, parent: Location, key: Any) -> ManifestProblem:
+    """A mapping key that YAML read as a number, boolean or null; point at the key itself."""
+    container = _node_at(root, parent)
+    candidates = [
+        k
+        for k, _ in (container.value if isinstance(container, yaml.MappingNode) else [])
+        if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:str"
+    ]
+    exact = [k for k in candidates if _same_key(k, key)]
+    target: yaml.Node = (exact or candidates)[0] if candidates else container
+    written = target.value if isinstance(target, yaml.ScalarNode) else str(key)
+    line, column = _position(target)
+    return ManifestProblem(
+        file,
+        line,
+        column,
+        _dotted((*parent, written)),
+        f"key {written!r} must be a string: quote it or fix the name",
+    )
+
+
+def _same_key(node: yaml.ScalarNode, key: Any) -> bool:
+    try:
+        value = yaml.safe_load(node.value)
+    except yaml.YAMLError:
+        return False
+    return type(value) is type(key) and bool(value == key)
 
 
 def _message(loc: Location, error: ErrorDetails) -> str:

@@ -1,0 +1,1 @@
+"""The pure core: live conditions, diff and plan. No files, no network, no clock."""

@@ -1,0 +1,311 @@
+"""Make a plan: manifests + live state + ledger → an immutable, serialisable Plan. Pure.
+
+Implements the table of design.md §3 row by row (see :func:`_declared_change` and
+:func:`_undeclared_change`), the prune policy, ``ignore``, ``protect``, the retry bound for
+failed loads, and the run-level guards (``--max-deletes``, never leave an account empty).
+No I/O and no clock: the same inputs always give the same plan, which is what makes a saved
+plan comparable and the convergence property testable.
+
+A plan is data only. ``reason`` texts are for people and must not drive decisions; ``apply``
+acts on ``action`` alone (as terraform's ``ActionReason``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler.core.diff import FieldChange, diff_specs
+from reconciler.core.live import Condition, LiveState
+from reconciler.core.records import LedgerEntry, LedgerState
+from reconciler.manifest.models import DesiredModel, LoadedAccount
+
+PLAN_FORMAT_VERSION = 1
+
+#: Consecutive failed loads of one spec after which the planner stops retrying it.
+MAX_LOAD_ATTEMPTS = 3
+DEFAULT_MAX_DELETES = 5
+
+
+class Action(StrEnum):
+    """What ``apply`` does to one model. Symbols are what the text renderer prints."""
+
+    LOAD = "load"  # + load_model: missing, or failed and retried
+    RELOAD = "reload"  # ↻ model_reload: owned but evicted
+    REPLACE = "replace"  # ~ load_model with a new spec over a live model
+    DELETE = "delete"  # - delete_model (enterprise only)
+    WAIT = "wait"  # … a load is running; apply waits for it
+    NOOP = "noop"  # nothing to do; may carry a report (unmanaged, adopted…)
+    BLOCKED = "blocked"  # wanted but not allowed or not possible; reported, never done
+
+    @property
+    def symbol(self) -> str:
+        """The one-character mark of this action in text output."""
+        return _SYMBOLS[self]
+
+    @property
+    def is_change(self) -> bool:
+        """Whether ``apply`` has something to do (``plan --detailed-exitcode`` exits 2)."""
+        return self not in (Action.NOOP, Action.BLOCKED)
+
+    @property
+    def sends_request(self) -> bool:
+        """Whether the action sends a mutating request (WAIT only polls)."""
+        return self in (Action.LOAD, Action.RELOAD, Action.REPLACE, Action.DELETE)
+
+
+_SYMBOLS = {
+    Action.LOAD: "+",
+    Action.RELOAD: "↻",
+    Action.REPLACE: "~",
+    Action.DELETE: "-",
+    Action.WAIT: "…",
+    Action.NOOP: " ",
+    Action.BLOCKED: "!",
+}
+
+
+class ModelChange(BaseModel):
+    """One model of one account: what is, what should be, and what apply will do."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_id: str
+    action: Action
+    reason: str = Field(description="Why, for people only.")
+    condition: Condition = Field(description="The live condition the plan saw.")
+    declared: bool = Field(description="Whether a manifest declares the model.")
+    managed: bool = Field(description="Whether the ledger says this tool loaded it.")
+    spec: dict[str, str] = Field(default_factory=dict, description="Load fields to send.")
+    spec_hash: str = ""
+    fields: tuple[FieldChange, ...] = ()
+    origin: str = Field(default="", description="file:line of the declaration.")
+
+
+class AccountPlan(BaseModel):
+    """The changes of one account, sorted by model id, and the live state they came from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account: str
+    api: str
+    live_fingerprint: str
+    changes: tuple[ModelChange, ...] = ()
+    blockers: tuple[str, ...] = Field(default=(), description="Why apply must not act.")
+    notes: tuple[str, ...] = Field(default=(), description="Things the user should know.")
+
+    def actions(self) -> tuple[ModelChange, ...]:
+        """The changes that make apply do something."""
+        return tuple(c for c in self.changes if c.action.is_change)
+
+
+class Plan(BaseModel):
+    """The whole plan of a run: JSON-serialisable, versioned, comparable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int = PLAN_FORMAT_VERSION
+    accounts: tuple[AccountPlan, ...] = ()
+    blockers: tuple[str, ...] = Field(default=(), description="Run-level guards that fired.")
+    ledger_available: bool = True
+
+    def has_changes(self) -> bool:
+        """Whether any account has something to do (``--detailed-exitcode`` → 2)."""
+        return any(account.actions() for account in self.accounts)
+
+    def is_blocked(self) -> bool:
+        """Whether a guard stops the whole run before any request is sent."""
+        return bool(self.blockers) or any(a.blockers for a in self.accounts)
+
+    def counts(self) -> dict[str, int]:
+        """How many changes of each action, across all accounts (zeros included)."""
+        totals = dict.fromkeys((a.value for a in Action), 0)
+        for account in self.accounts:
+            for change in account.changes:
+                totals[change.action.value] += 1
+        return totals
+
+    def digest(self) -> str:
+        """A hash of what the plan would do: equal plans give equal digests."""
+        text = self.model_dump_json(include={"format_version", "accounts", "blockers"})
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def account(self, name: str) -> AccountPlan | None:
+        """The plan of one account, if planned."""
+        return next((a for a in self.accounts if a.account == name), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------
+
+
+def make_plan(
+    accounts: Sequence[LoadedAccount],
+    live: Mapping[str, LiveState],
+    ledger: LedgerState | None,
+    *,
+    max_deletes: int = DEFAULT_MAX_DELETES,
+) -> Plan:
+    """Plan every account whose live state is known, then apply the run-level guards.
+
+    ``ledger`` None means no ledger is available: replace and ``prune: managed`` are off and
+    each account's notes say so.
+    """
+    planned = tuple(
+        plan_account(account, live[account.name], ledger)
+        for account in sorted(accounts, key=lambda a: a.name)
+        if account.name in live
+    )
+    deletes = sum(1 for a in planned for c in a.changes if c.action is Action.DELETE)
+    blockers: tuple[str, ...] = ()
+    if deletes > max_deletes:
+        blockers = (
+            f"the plan deletes {deletes} models, more than --max-deletes {max_deletes}; "
+            "raise --max-deletes to allow it",
+        )
+    return Plan(accounts=planned, blockers=blockers, ledger_available=ledger is not None)
+
+
+def plan_account(
+    account: LoadedAccount, live: LiveState, ledger: LedgerState | None
+) -> AccountPlan:
+    """The changes of one account, with the never-empty guard."""
+    entries: Mapping[str, LedgerEntry] = ledger.entries(account.name) if ledger else {}
+    has_ledger = ledger is not None
+    desired = {model.model_id: model for model in account.desired()}
+    changes = [
+        _declared_change(model, live, entries.get(model.model_id), account, has_ledger)
+        for model in desired.values()
+    ]
+    for model_id in sorted(set(live.models) - set(desired)):
+        if any(fnmatch.fnmatchcase(model_id, glob) for glob in account.spec.ignore):
+            continue
+        changes.append(_undeclared_change(model_id, live, entries.get(model_id), account))
+    changes.sort(key=lambda change: change.model_id)
+    notes = () if has_ledger else (
+        "no ledger: spec changes (replace) and prune: managed are not detected",
+    )
+    return AccountPlan(
+        account=account.name,
+        api=account.api,
+        live_fingerprint=live.fingerprint,
+        changes=tuple(changes),
+        blockers=_empty_account_guard(live, changes),
+        notes=notes,
+    )
+
+
+def _declared_change(
+    model: DesiredModel,
+    live: LiveState,
+    entry: LedgerEntry | None,
+    account: LoadedAccount,
+    has_ledger: bool,
+) -> ModelChange:
+    condition = live.condition(model.model_id)
+    base = {
+        "model_id": model.model_id,
+        "condition": condition,
+        "declared": True,
+        "managed": entry is not None,
+        "origin": account.origin(model.model_id),
+    }
+    if model.ensure == "absent":
+        action, reason = _absent_action(condition, model.protect, account.api)
+        return ModelChange(action=action, reason=reason, **base)
+    action, reason = _present_action(model, condition, entry, has_ledger)
+    old_spec = entry.spec if entry is not None else {}
+    fields = diff_specs(old_spec, model.spec) if action in (Action.LOAD, Action.REPLACE) else ()
+    return ModelChange(
+        action=action,
+        reason=reason,
+        spec=dict(model.spec),
+        spec_hash=model.spec_hash,
+        fields=fields,
+        **base,
+    )
+
+
+def _present_action(
+    model: DesiredModel, condition: Condition, entry: LedgerEntry | None, has_ledger: bool
+) -> tuple[Action, str]:
+    """The design table's rows for a model that must be present."""
+    changed = has_ledger and entry is not None and entry.spec_hash != model.spec_hash
+    if condition is Condition.MISSING:
+        return Action.LOAD, "not on the account"
+    if condition is Condition.UNKNOWN:
+        return Action.BLOCKED, "the API reports a status this version does not know"
+    if condition is Condition.FAILED:
+        failures = entry.failures if entry is not None and not changed else 0
+        if failures >= MAX_LOAD_ATTEMPTS:
+            return Action.BLOCKED, (
+                f"the load failed {failures} times with this spec; change the spec to retry"
+            )
+        return Action.LOAD, "the last load failed; loading again"
+    if changed:
+        if model.protect:
+            return Action.BLOCKED, "the spec changed, but the model is protected from replace"
+        return Action.REPLACE, "the spec changed since the last apply"
+    if condition is Condition.EVICTED:
+        return Action.RELOAD, "evicted from the inference server after idling"
+    if condition is Condition.LOADING:
+        return Action.WAIT, "a load is running"
+    if entry is None and has_ledger:
+        return Action.NOOP, "ready; not loaded by this tool, adopted with the declared spec"
+    return Action.NOOP, "ready"
+
+
+def _absent_action(condition: Condition, protect: bool, api: str) -> tuple[Action, str]:
+    """The design table's row for ``ensure: absent``."""
+    if condition is Condition.MISSING:
+        return Action.NOOP, "absent, as declared"
+    return _delete_or_block(protect, api, "declared absent")
+
+
+def _undeclared_change(
+    model_id: str, live: LiveState, entry: LedgerEntry | None, account: LoadedAccount
+) -> ModelChange:
+    """The design table's rows for a live model no manifest declares."""
+    prune = account.spec.prune
+    managed = entry is not None
+    if prune == "all" or (prune == "managed" and managed):
+        why = "not declared; prune: all" if prune == "all" else "not declared; loaded earlier "
+        action, reason = _delete_or_block(False, account.api, why.strip())
+    elif managed:
+        action, reason = Action.NOOP, f"not declared; loaded by this tool; kept by prune: {prune}"
+    else:
+        action, reason = Action.NOOP, f"unmanaged; kept by prune: {prune}"
+    return ModelChange(
+        model_id=model_id,
+        action=action,
+        reason=reason,
+        condition=Condition.UNMANAGED,
+        declared=False,
+        managed=managed,
+        origin=account.origin(model_id),
+    )
+
+
+def _delete_or_block(protect: bool, api: str, why: str) -> tuple[Action, str]:
+    if protect:
+        return Action.BLOCKED, f"{why}, but protected from delete"
+    if api != "enterprise":
+        return Action.BLOCKED, f"{why}; deleting is not possible through the community API"
+    return Action.DELETE, why
+
+
+def _empty_account_guard(live: LiveState, changes: Sequence[ModelChange]) -> tuple[str, ...]:
+    """Refuse a plan that would leave an account that holds models with none at all."""
+    deleted = sum(1 for c in changes if c.action is Action.DELETE)
+    added = sum(1 for c in changes if c.action is Action.LOAD and c.condition is Condition.MISSING)
+    if live.models and deleted and len(live.models) - deleted + added <= 0:
+        return (
+            f"the plan deletes all {deleted} models of the account and loads none; "
+            "declare at least one model or delete by hand",
+        )
+    return ()

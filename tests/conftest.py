@@ -1,0 +1,31 @@
+"""Fixtures shared by every test: manifest trees on disk and the anyio backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+ManifestTree = Callable[[Mapping[str, str]], Path]
+
+
+def write_tree(root: Path, files: Mapping[str, str]) -> Path:
+    """Write ``{relative path: text}`` under ``root`` and return ``root``."""
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def manifest_tree(tmp_path: Path) -> ManifestTree:
+    """``manifest_tree({"prod.yaml": "..."})`` writes the files and returns their folder."""
+    return lambda files: write_tree(tmp_path, files)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Run ``@pytest.mark.anyio`` tests on asyncio only (we do not use pytest-asyncio)."""
+    return "asyncio"
