@@ -9,17 +9,38 @@ errors (:class:`ReconcilerError`, bad usage) print one or two lines and exit 1, 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
+import anyio
 import click
 
 from reconciler import __version__
-from reconciler.errors import ManifestError, ReconcilerError
-from reconciler.manifest.loader import load_manifests
-from reconciler.render.diagnostics import write_problems_text, write_validation_json
 from reconciler import schema as schema_files
+from reconciler.api.client import ClientSettings
+from reconciler.apply import ApplyOptions
+from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
+from reconciler.core.records import LedgerState
+from reconciler.core.report import ApplyReport
+from reconciler.engine import AccountFailure, RunConfig, run_apply, run_plan, run_status
+from reconciler.errors import ConfigError, ManifestError, ReconcilerError
+from reconciler.ledger.store import JsonFileLedger, default_ledger_path
+from reconciler.manifest.loader import load_manifests
+from reconciler.manifest.models import LoadedAccount
+from reconciler.planfile import read_plan_file, write_plan_file
+from reconciler.render.diagnostics import write_problems_text, write_validation_json
+from reconciler.render.markdown import render_plan_markdown
+from reconciler.render.plan_json import write_plan_json
+from reconciler.render.plan_text import write_plan_text
+from reconciler.render.progress import make_progress
+from reconciler.render.report import write_report_json, write_report_text
+from reconciler.render.status import status_rows, write_status_json, write_status_text
 
 EXIT_OK, EXIT_FAILED, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -29,11 +50,37 @@ paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=str
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconciler")
 @click.option("--api-base", envvar="RECONCILER_API_BASE", help="API base URL ending in /api/.")
+@click.option(
+    "--spam-window",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    envvar="RECONCILER_SPAM_WINDOW",
+    show_default=True,
+    help="Seconds before an identical request may be sent again (the API's spam filter).",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds one HTTP request may take.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.pass_context
-def cli(ctx: click.Context, api_base: str | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    api_base: str | None,
+    spam_window: float,
+    request_timeout: float,
+    debug: bool,
+) -> None:
     """Keep the models on ModelsLab accounts equal to what YAML manifests declare."""
-    ctx.obj = {"api_base": api_base, "debug": debug}
+    ctx.obj = {
+        "api_base": api_base,
+        "spam_window": spam_window,
+        "request_timeout": request_timeout,
+        "debug": debug,
+    }
 
 
 @cli.command()
@@ -70,6 +117,288 @@ def schema(mode: str) -> int:
         return EXIT_OK
     click.echo(f"{schema_files.SCHEMA_FILE} is stale: run `reconciler schema --write`", err=True)
     return EXIT_FAILED
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="0 picks a free port.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Accounts YAML.")
+@click.option("--error-mode", type=click.Choice(["legacy", "modern"]), default="legacy")
+@click.option("--time-scale", type=float, default=1.0, help="Emulated seconds per real second.")
+@click.option("--state-file", type=click.Path(dir_okay=False), help="Keep state in this JSON.")
+@click.option("--seed", type=int, help="Seed of the fault generator.")
+def emulator(
+    host: str,
+    port: int,
+    config_file: str | None,
+    error_mode: str,
+    time_scale: float,
+    state_file: str | None,
+    seed: int | None,
+) -> int:
+    """Serve the ModelsLab API emulator on loopback until Ctrl-C."""
+    from reconciler.emulator import build_config, serve  # only this command needs the server
+
+    config = build_config(
+        config_file=config_file,
+        error_mode=error_mode,
+        time_scale=time_scale,
+        state_file=state_file,
+        seed=seed,
+    )
+    serve(config, host=host, port=port)
+    return EXIT_OK
+
+
+# -- building collaborators -------------------------------------------------------------------
+
+DEFAULT_PATHS = ("manifests",)
+
+account_option = click.option(
+    "--account", "account_names", multiple=True, help="Only this account (repeatable)."
+)
+ledger_option = click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="RECONCILER_LEDGER",
+    help="Ledger file [default: .reconciler-ledger.json beside the manifests].",
+)
+no_ledger_option = click.option(
+    "--no-ledger", is_flag=True, help="Run without a ledger: no replace, no prune: managed."
+)
+
+
+def build_accounts(paths: Sequence[str], names: Sequence[str]) -> tuple[LoadedAccount, ...]:
+    """The accounts of the manifests under ``paths``, narrowed to ``--account`` names."""
+    accounts = load_manifests(paths)
+    unknown = sorted(set(names) - {a.name for a in accounts})
+    if unknown:
+        declared = ", ".join(a.name for a in accounts)
+        raise ConfigError(f"unknown account {', '.join(unknown)}; declared: {declared}")
+    return tuple(a for a in accounts if not names or a.name in names)
+
+
+def build_run_config(obj: dict[str, Any], paths: Sequence[str], names: Sequence[str]) -> RunConfig:
+    """Accounts, environment and client settings of a networked command."""
+    settings = ClientSettings(
+        request_timeout=obj["request_timeout"], spam_window=obj["spam_window"]
+    )
+    return RunConfig(build_accounts(paths, names), os.environ, obj["api_base"], settings)
+
+
+def build_ledger(
+    paths: Sequence[str], ledger_path: Path | None, no_ledger: bool
+) -> JsonFileLedger | None:
+    """The ledger store of the run, or None with ``--no-ledger``."""
+    if no_ledger:
+        return None
+    return JsonFileLedger(ledger_path or default_ledger_path(paths))
+
+
+def split_plan_file(paths: Sequence[str]) -> tuple[Path | None, tuple[str, ...]]:
+    """``apply plan.json [PATHS]``: the saved plan, if any, and the manifest paths."""
+    plans = [p for p in paths if p.endswith(".json")]
+    if len(plans) > 1:
+        raise ConfigError(f"apply takes one saved plan, got {', '.join(plans)}")
+    rest = tuple(p for p in paths if not p.endswith(".json"))
+    return (Path(plans[0]) if plans else None), (rest or DEFAULT_PATHS)
+
+
+def echo_failures(failures: Sequence[AccountFailure]) -> None:
+    """One line per account that could not be read, on stderr."""
+    for failure in failures:
+        click.echo(f"error: {failure.account}: {failure.message} ({failure.reason})", err=True)
+
+
+def write_plan_markdown(plan: Plan, stream: TextIO) -> None:
+    """The plan as a pull-request comment."""
+    stream.write(render_plan_markdown(plan))
+
+
+PLAN_WRITERS: dict[str, Callable[[Plan, TextIO], None]] = {
+    "text": write_plan_text,
+    "json": write_plan_json,
+    "markdown": write_plan_markdown,
+}
+REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
+    "text": write_report_text,
+    "json": write_report_json,
+}
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@paths_argument
+@account_option
+@click.option("-o", "--output", type=click.Choice(sorted(PLAN_WRITERS)), default="text")
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Save the plan for `apply PLANFILE`.",
+)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@click.option(
+    "--max-deletes",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_DELETES,
+    show_default=True,
+    help="Block a plan that deletes more models than this.",
+)
+@ledger_option
+@no_ledger_option
+@click.pass_obj
+def plan(
+    obj: dict[str, Any],
+    paths: tuple[str, ...],
+    account_names: tuple[str, ...],
+    output: str,
+    out_file: Path | None,
+    detailed_exitcode: bool,
+    max_deletes: int,
+    ledger_path: Path | None,
+    no_ledger: bool,
+) -> int:
+    """Read live state and show what apply would do."""
+    paths = paths or DEFAULT_PATHS
+    config = build_run_config(obj, paths, account_names)
+    store = build_ledger(paths, ledger_path, no_ledger)
+    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes)
+    if out_file is not None:
+        write_plan_file(run.plan, out_file)
+    PLAN_WRITERS[output](run.plan, sys.stdout)
+    echo_failures(run.failures)
+    if run.failures or run.plan.is_blocked():
+        return EXIT_FAILED
+    return EXIT_CHANGES if detailed_exitcode and run.plan.has_changes() else EXIT_OK
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str), metavar="[PLANFILE] [PATHS]...")
+@account_option
+@click.option("-o", "--output", type=click.Choice(sorted(REPORT_WRITERS)), default="text")
+@click.option("--no-wait", is_flag=True, help="Send the requests; do not wait for readiness.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=1800.0,
+    show_default=True,
+    help="Seconds to wait for models to become ready.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds between two listings of an account (the spam window).",
+)
+@click.option(
+    "--max-deletes",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_DELETES,
+    show_default=True,
+    help="Refuse a run that deletes more models than this.",
+)
+@ledger_option
+@no_ledger_option
+@click.pass_obj
+def apply(
+    obj: dict[str, Any],
+    paths: tuple[str, ...],
+    account_names: tuple[str, ...],
+    output: str,
+    no_wait: bool,
+    timeout: float,
+    poll_interval: float,
+    max_deletes: int,
+    ledger_path: Path | None,
+    no_ledger: bool,
+) -> int:
+    """Converge the accounts on the manifests (or on a saved plan), wait, and report."""
+    plan_file, manifest_paths = split_plan_file(paths)
+    config = build_run_config(obj, manifest_paths, account_names)
+    saved = read_plan_file(plan_file) if plan_file is not None else None
+    store = build_ledger(manifest_paths, ledger_path, no_ledger)
+    options = ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval)
+    show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
+    with ledger_session(store) as (ledger, save):
+        _, report, new_ledger = anyio.run(
+            functools.partial(
+                run_apply,
+                config,
+                ledger,
+                options,
+                saved=saved,
+                max_deletes=max_deletes,
+                on_plan=show_plan,
+                progress=make_progress(sys.stderr),
+            )
+        )
+        save(new_ledger)
+    REPORT_WRITERS[output](report, sys.stdout)
+    return EXIT_OK if report.ok() else EXIT_FAILED
+
+
+@cli.command()
+@paths_argument
+@account_option
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@ledger_option
+@no_ledger_option
+@click.pass_obj
+def status(
+    obj: dict[str, Any],
+    paths: tuple[str, ...],
+    account_names: tuple[str, ...],
+    output: str,
+    ledger_path: Path | None,
+    no_ledger: bool,
+) -> int:
+    """Show every declared and unmanaged model with its live condition."""
+    paths = paths or DEFAULT_PATHS
+    config = build_run_config(obj, paths, account_names)
+    store = build_ledger(paths, ledger_path, no_ledger)
+    live, failures = anyio.run(run_status, config)
+    rows = status_rows(config.accounts, live, store.read() if store else None)
+    (write_status_json if output == "json" else write_status_text)(rows, sys.stdout)
+    echo_failures(failures)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+@cli.command()
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Emulated seconds per real second.",
+)
+@paths_argument
+def demo(time_scale: float, paths: tuple[str, ...]) -> int:
+    """Apply manifests/ to an in-process emulator, then show eviction and repair."""
+    from reconciler.demo import run_demo  # only this command needs the emulator
+
+    return run_demo(sys.stdout, paths or DEFAULT_PATHS, time_scale=time_scale)
+
+
+@contextlib.contextmanager
+def ledger_session(
+    store: JsonFileLedger | None,
+) -> Iterator[tuple[LedgerState | None, Callable[[LedgerState | None], None]]]:
+    """Hold the ledger's lock for a whole apply: yield its state and a function to save it."""
+    if store is None:
+        yield None, lambda _state: None
+        return
+
+    def save(state: LedgerState | None) -> None:
+        if state is not None:
+            store.write(state)
+
+    with store.lock():
+        yield store.read(), save
 
 
 def main(argv: Sequence[str] | None = None) -> None:

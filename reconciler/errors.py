@@ -12,6 +12,7 @@ API key: API errors carry the account and the endpoint, not the request body.
      ├── LedgerError              the ledger cannot be read or written
      │    └── LedgerLocked        another run holds the ledger's lock
      ├── StalePlanError           a saved plan whose live state has moved (plan-changed)
+     ├── PlanBlocked              a guard stops the run before any request is sent
      └── ApiError                 anything the API or the network answered badly
           ├── InvalidKey          ``Invalid Api Key`` (HTTP 401 in modern mode)
           ├── ValidationFailed    Laravel-style field errors (HTTP 400)
@@ -28,13 +29,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+#: Why an account or item failed, as reports and ``$GITHUB_OUTPUT`` name it (design.md §3).
+FailureReason = Literal[
+    "apply-failed",
+    "plan-changed",
+    "not-converged",
+    "locked",
+    "invalid-manifest",
+    "api-unreachable",
+]
 
 
 class ReconcilerError(Exception):
     """Base of every error the reconciler expects and reports as a user-facing failure."""
 
     #: The ``failure_reason`` this error maps to in reports (design.md §3).
-    failure_reason: str = "apply-failed"
+    failure_reason: ClassVar[FailureReason] = "apply-failed"
 
 
 @dataclass(frozen=True)
@@ -94,14 +106,16 @@ class StalePlanError(ReconcilerError):
     failure_reason = "plan-changed"
 
 
+class PlanBlocked(ReconcilerError):
+    """A guard (``--max-deletes``, never leave an account empty) stops the run before it acts."""
+
+
 class ApiError(ReconcilerError):
     """The API answered with an error, or could not be reached.
 
     ``account`` and ``endpoint`` say where; ``message`` is the API's own text (``message`` or
     ``messege``), ``tip`` its ``tip``/``tips``; ``status_code`` is the HTTP status, if any.
     """
-
-    failure_reason = "apply-failed"
 
     def __init__(
         self,

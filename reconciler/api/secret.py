@@ -38,10 +38,6 @@ class ApiKey:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> str:
-        # Pickling would write the value out; keys stay in memory.
-        raise TypeError("an ApiKey cannot be pickled")
-
 
 def key_from_env(account: str, key_env: str, environ: Mapping[str, str]) -> ApiKey:
     """The key of ``account`` from the variable ``key_env`` of ``environ``.
@@ -52,7 +48,6 @@ def key_from_env(account: str, key_env: str, environ: Mapping[str, str]) -> ApiK
     value = environ.get(key_env, "").strip()
     if not value:
         raise ConfigError(
-            f"{account}: environment variable {key_env} is not set "
-            "(it holds the account's API key)"
+            f"{account}: environment variable {key_env} is not set (it holds the account's API key)"
         )
     return ApiKey(value)

@@ -133,8 +133,14 @@ class EnterpriseLoadRequest(KeyRequest):
 
 
 #: Fields of each load request that are required (no documented default).
-COMMUNITY_REQUIRED = ("url", "model_id", "model_format", "model_category", "model_visibility",
-                      "model_name")
+COMMUNITY_REQUIRED = (
+    "url",
+    "model_id",
+    "model_format",
+    "model_category",
+    "model_visibility",
+    "model_name",
+)
 ENTERPRISE_REQUIRED = ("url", "model_id", "model_type")
 
 

@@ -27,13 +27,15 @@ def diff_specs(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[FieldCha
     # threshold 0: always descend into the dicts, never report "the whole spec changed".
     tree = DeepDiff(dict(old), dict(new), view="tree", threshold_to_diff_deeper=0)
     changes: dict[str, FieldChange] = {}
-    for kind in ("values_changed", "type_changes", "dictionary_item_added",
-                 "dictionary_item_removed"):
+    for kind in (
+        "values_changed",
+        "type_changes",
+        "dictionary_item_added",
+        "dictionary_item_removed",
+    ):
         for level in tree.get(kind, []):
             path = ".".join(str(part) for part in level.path(output_format="list"))
-            changes[path] = FieldChange(
-                path=path, old=_text(level.t1), new=_text(level.t2)
-            )
+            changes[path] = FieldChange(path=path, old=_text(level.t1), new=_text(level.t2))
     return tuple(changes[name] for name in sorted(changes))
 
 

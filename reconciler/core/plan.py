@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
@@ -131,7 +132,9 @@ class Plan(BaseModel):
 
     def digest(self) -> str:
         """A hash of what the plan would do: equal plans give equal digests."""
-        text = self.model_dump_json(include={"format_version", "accounts", "blockers"})
+        data = self.model_dump(mode="json", include={"format_version", "accounts", "blockers"})
+        # Sorted keys: a spec's field order in the YAML must not change the digest.
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def account(self, name: str) -> AccountPlan | None:
@@ -183,12 +186,14 @@ def plan_account(
         for model in desired.values()
     ]
     for model_id in sorted(set(live.models) - set(desired)):
-        if any(fnmatch.fnmatchcase(model_id, glob) for glob in account.spec.ignore):
+        if _ignored(account, model_id):
             continue
         changes.append(_undeclared_change(model_id, live, entries.get(model_id), account))
     changes.sort(key=lambda change: change.model_id)
-    notes = () if has_ledger else (
-        "no ledger: spec changes (replace) and prune: managed are not detected",
+    notes = (
+        ()
+        if has_ledger
+        else ("no ledger: spec changes (replace) and prune: managed are not detected",)
     )
     return AccountPlan(
         account=account.name,
@@ -215,6 +220,11 @@ def _declared_change(
         "managed": entry is not None,
         "origin": account.origin(model.model_id),
     }
+    if _ignored(account, model.model_id):
+        # "never touched" wins over the declaration, but a declaration is never dropped
+        # silently: it is reported, so the contradiction gets fixed in the manifest.
+        reason = "declared, but matched by ignore; remove it from one of the two"
+        return ModelChange(action=Action.BLOCKED, reason=reason, **base)
     if model.ensure == "absent":
         action, reason = _absent_action(condition, model.protect, account.api)
         return ModelChange(action=action, reason=reason, **base)
@@ -229,6 +239,10 @@ def _declared_change(
         fields=fields,
         **base,
     )
+
+
+def _ignored(account: LoadedAccount, model_id: str) -> bool:
+    return any(fnmatch.fnmatchcase(model_id, glob) for glob in account.spec.ignore)
 
 
 def _present_action(

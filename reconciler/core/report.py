@@ -7,19 +7,16 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.core.live import Condition
 from reconciler.core.plan import Action
+from reconciler.errors import FailureReason
+
+__all__ = ["AccountReport", "ApplyReport", "FailureReason", "ItemReport", "Outcome"]
 
 REPORT_FORMAT_VERSION = 1
-
-FailureReason = Literal[
-    "apply-failed", "plan-changed", "not-converged", "locked", "invalid-manifest",
-    "api-unreachable",
-]
 
 
 class Outcome(StrEnum):

@@ -47,7 +47,8 @@ def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> tuple[LoadedAccou
         accounts.extend(_load_file(file, problems))
     problems.extend(_duplicate_accounts(accounts))
     if problems:
-        raise ManifestError(sorted(problems, key=lambda p: (p.file, p.line, p.column)))
+        unique = dict.fromkeys(problems)  # an aliased node can yield the same problem twice
+        raise ManifestError(sorted(unique, key=lambda p: (p.file, p.line, p.column)))
     return tuple(sorted(accounts, key=lambda a: a.name))
 
 
@@ -90,7 +91,7 @@ def _load_file(path: Path, problems: list[ManifestProblem]) -> list[LoadedAccoun
     try:
         documents = list(_parse_documents(text))
     except yaml.YAMLError as exc:
-        problems.append(_yaml_problem(name, exc))
+        problems.append(_yaml_problem(name, text, exc))
         return []
     except _GraphProblem as exc:
         problems.append(ManifestProblem(name, exc.line, exc.column, "", str(exc)))
@@ -169,11 +170,20 @@ def _check_graph(root: yaml.Node) -> None:
         stack.extend((child, False) for child in _children(node))
 
 
-def _yaml_problem(file: str, exc: yaml.YAMLError) -> ManifestProblem:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-    reason = getattr(exc, "problem", None) or str(exc)
-    return ManifestProblem(file, line, column, "", f"YAML syntax error: {reason}")
+def _yaml_problem(file: str, text: str, exc: yaml.YAMLError) -> ManifestProblem:
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML forbids; no mark, a position
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        reason = (
+            f"unacceptable character #x{exc.character:04x}"
+            if isinstance(exc.character, int)
+            else "unacceptable character"
+        )
+    else:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        reason = getattr(exc, "problem", None) or str(exc)
+    return ManifestProblem(file, line, column, "", f"YAML syntax error: {' '.join(reason.split())}")
 
 
 def _load_document(
@@ -320,7 +330,11 @@ def _pydantic_problem(file: str, root: yaml.Node, error: ErrorDetails) -> Manife
     if error["type"] in ("missing", "union_tag_not_found") and loc:
         target = _node_at(root, loc[:-1])
     line, column = _position(target)
-    return ManifestProblem(file, line, column, _dotted(loc), _message(loc, error))
+    if error["type"] == "extra_forbidden":
+        message = _unknown_key_message(root, loc, str(loc[-1]) if loc else "")
+    else:
+        message = _message(loc, error)
+    return ManifestProblem(file, line, column, _dotted(loc), message)
 
 
 def _invalid_key_problem(file: str, root: yaml.Node, parent: Location, key: Any) -> ManifestProblem:
@@ -355,24 +369,50 @@ def _same_key(node: yaml.ScalarNode, key: Any) -> bool:
 def _message(loc: Location, error: ErrorDetails) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     name = loc[-1] if loc else ""
+    # key_env may hold a key pasted by mistake: never echo its value.
+    shown = "the value" if name == "key_env" else _shown(value)
     if kind == "missing":
         return f"'{name}' is required"
-    if kind == "extra_forbidden":
-        return _unknown_key_message(loc, str(name))
     if kind == "literal_error":
         allowed = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        shown = "(hidden)" if name == "key_env" else repr(value)
+        if name == "ensure":  # entries are routed by ensure, so pydantic names one value only
+            allowed = ["present", "absent"]
         if not allowed:
             return f"{shown} is not supported; expected {ctx.get('expected')}"
         return f"{shown} is not one of {', '.join(allowed)}"
     if kind == "union_tag_not_found":
         return "'api' is required: community or enterprise"
     if kind == "union_tag_invalid":
-        return f"{ctx.get('tag')!r} is not one of community, enterprise"
+        return f"{_shown(ctx.get('tag'))} is not one of community, enterprise"
     if kind == "string_pattern_mismatch":
-        shown = "the value" if name == "key_env" else repr(value)
         return f"{shown} does not match the pattern {ctx.get('pattern')}"
-    return f"{error['msg']} (got {type(value).__name__})"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping (got {_type_name(value)})"
+    if kind in ("tuple_type", "list_type"):
+        return f"must be a list (got {_type_name(value)})"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"{shown} is out of range: {error['msg'].lower()}"
+    return f"{error['msg']} (got {_type_name(value)})"
+
+
+def _shown(value: Any) -> str:
+    """A value for a message, cut short: a manifest may hold anything, even a whole file."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(value: Any) -> str:
+    """The YAML word for a value's type, as manifest authors know them."""
+    names = {
+        dict: "mapping",
+        list: "list",
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
 
 
 _ALL_FIELDS = sorted(
@@ -383,18 +423,45 @@ _ALL_FIELDS = sorted(
         *models.EnterpriseModel.model_fields,
     }
 )
+_LOAD_FIELDS: dict[str, frozenset[str]] = {
+    "community": frozenset(models.CommunityLoadFields.model_fields),
+    "enterprise": frozenset(models.EnterpriseLoadFields.model_fields),
+}
+_ENTRY_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("defaults", "community"): tuple(models.CommunityDefaults.model_fields),
+    ("defaults", "enterprise"): tuple(models.EnterpriseDefaults.model_fields),
+    ("models", "community"): tuple(models.CommunityModel.model_fields),
+    ("models", "enterprise"): tuple(models.EnterpriseModel.model_fields),
+}
 
 
-def _unknown_key_message(loc: Location, name: str) -> str:
-    if len(loc) == 3 and loc[0] == "models" and name in _LOAD_FIELD_NAMES:
+def _unknown_key_message(root: yaml.Node, loc: Location, name: str) -> str:
+    """Say why a key is unknown where it stands, and suggest the closest key valid there."""
+    api = _scalar_at(root, ("api",))
+    in_entry = len(loc) == 3 and loc[0] == "models"
+    absent = in_entry and _scalar_at(root, (*loc[:-1], "ensure")) == "absent"
+    if absent and name in _LOAD_FIELDS["community"] | _LOAD_FIELDS["enterprise"]:
         return f"unknown key '{name}': an entry with ensure: absent takes only model_id, protect"
-    close = difflib.get_close_matches(name, _ALL_FIELDS, n=1)
+    if (in_entry or (len(loc) == 2 and loc[0] == "defaults")) and api in _LOAD_FIELDS:
+        other = "enterprise" if api == "community" else "community"
+        if name in _LOAD_FIELDS[other] - _LOAD_FIELDS[api]:
+            return f"unknown key '{name}': a load field of {other} accounts, not of {api} ones"
+        valid: Sequence[str] = _ENTRY_KEYS[(str(loc[0]), api)]
+    elif len(loc) == 1:
+        valid = tuple(models.CommunityAccount.model_fields)
+    else:
+        valid = _ALL_FIELDS
+    close = difflib.get_close_matches(name, valid, n=1)
     return f"unknown key '{name}'" + (f" (did you mean '{close[0]}'?)" if close else "")
 
 
-_LOAD_FIELD_NAMES = frozenset(
-    {*models.CommunityLoadFields.model_fields, *models.EnterpriseLoadFields.model_fields}
-)
+def _scalar_at(root: yaml.Node, loc: Location) -> str | None:
+    """The text of the scalar at ``loc``, if there is one exactly there."""
+    node = _node_at(root, loc)
+    parent = _node_at(root, loc[:-1])
+    if isinstance(node, yaml.ScalarNode) and node is not parent:
+        return str(node.value)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""The emulator's ASGI app: the API under ``/api/``, the control surface under ``/_emulator/``.
+
+Every API request goes through one pipeline, in the order a real gateway and app would apply
+them: count it; draw its fault (latency, then a 5xx or ``Failed, Try Again`` answer *before*
+processing); settle the clock's due transitions; check content type, JSON and key (``Invalid Api
+Key``, also for a key of the other API); the spam filter; the endpoint's handler (validation,
+queue limit, effect); then a hung or malformed answer *after* processing (the effect happened,
+the answer is lost). The error mode is applied last, when the reply becomes an HTTP response.
+
+A background ticker in the lifespan settles transitions without requests, so webhooks fire on
+time; without a lifespan (httpx's ``ASGITransport``), every request still settles them first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reconciler.emulator import assumptions as A
+from reconciler.emulator import responses
+from reconciler.emulator.config import EmulatorConfig
+from reconciler.emulator.control import control_routes
+from reconciler.emulator.faults import FaultKind, error_body, malformed_text
+from reconciler.emulator.handlers import ENDPOINTS, Endpoint
+from reconciler.emulator.responses import Reply
+from reconciler.emulator.state import EmulatorState
+from reconciler.emulator.validation import Invalid
+from reconciler.emulator.webhooks import WebhookSender
+
+#: Real seconds between checks of a hung request's connection.
+_HANG_POLL = 0.05
+
+
+def create_app(config: EmulatorConfig) -> Starlette:
+    """A new emulator; its state is ``app.state.emulator`` (an :class:`EmulatorState`)."""
+    state = EmulatorState(config)
+    webhooks = WebhookSender(state.webhook_log)
+
+    async def api(request: Request) -> Response:
+        return await _serve_api(request, state, webhooks)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ticker = asyncio.get_running_loop().create_task(_tick(state, webhooks))
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await webhooks.aclose()
+            state.save()
+
+    routes = [Route("/api/{path:path}", api, methods=["POST"]), *control_routes(state, webhooks)]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.emulator = state
+    return app
+
+
+async def _tick(state: EmulatorState, webhooks: WebhookSender) -> None:
+    while True:
+        await anyio.sleep(state.settings.tick_seconds)
+        state.advance()
+        webhooks.send(state.take_webhooks())
+
+
+async def _serve_api(request: Request, state: EmulatorState, webhooks: WebhookSender) -> Response:
+    endpoint = request.path_params["path"]
+    state.counters.count(endpoint)
+    target = ENDPOINTS.get(endpoint)
+    if target is None:
+        return JSONResponse(A.UNKNOWN_PATH, 404)
+    fault = state.faults.draw()
+    if state.faults.settings.latency_ms:
+        await anyio.sleep(state.faults.settings.latency_ms / 1000)
+    if fault.kind is FaultKind.ERROR:
+        return JSONResponse(error_body(fault.error_code), fault.error_code)
+    if fault.kind is FaultKind.FAILED:
+        return responses.failed_try_again().render(state.settings.error_mode)
+    raw = await request.body()
+    state.advance()
+    reply = _process(state, endpoint, target, request.headers.get("content-type", ""), raw)
+    webhooks.send(state.take_webhooks())
+    if fault.kind is FaultKind.HANG:
+        await _hold(request, state.settings.hang_seconds)
+    if fault.kind is FaultKind.MALFORMED:
+        text, media_type = malformed_text(fault, reply.text())
+        return Response(text, 200, media_type=media_type)
+    return reply.render(state.settings.error_mode)
+
+
+def _process(
+    state: EmulatorState, endpoint: str, target: Endpoint, content_type: str, raw: bytes
+) -> Reply:
+    body = _json_object(content_type, raw)
+    account = state.account_for_key(body.get("key")) if body is not None else None
+    if body is None or account is None or account.config.api != target.api:
+        return responses.invalid_key()
+    state.counters.attribute(account.name, endpoint)
+    now, window = state.clock.now(), state.settings.spam_window_seconds
+    seconds_left = state.spam.check(endpoint, body, now, window)
+    if seconds_left > 0:
+        return responses.spam_limited(seconds_left, state.settings.error_mode)
+    try:
+        return target.handle(state, account, body)
+    except Invalid as exc:
+        return responses.validation_failed(exc.fields)
+
+
+def _json_object(content_type: str, raw: bytes) -> dict[str, Any] | None:
+    """The body if it is a JSON object sent as ``application/json``; else ``None``."""
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        return None
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def _hold(request: Request, seconds: float) -> None:
+    """Keep a hung answer back until the client gives up, ``seconds`` pass, or shutdown."""
+    with anyio.move_on_after(seconds):
+        while not await request.is_disconnected():
+            await anyio.sleep(_HANG_POLL)

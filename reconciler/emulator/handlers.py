@@ -1,0 +1,191 @@
+"""What each emulated API endpoint does, once the request's key has been accepted.
+
+One function per endpoint of api-spec §7.1, each taking the emulator's state, the account the
+key belongs to and the JSON body, and returning a :class:`~responses.Reply`. Requests are
+parsed with the shared wire models (:mod:`validation` words the errors the Laravel way) and
+answers are built from them. :data:`ENDPOINTS` maps each path to its handler and to the API
+(community or enterprise) whose keys may call it.
+
+Key checks, the spam filter, faults and HTTP statuses happen before and after, in the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.api import wire
+from reconciler.api.wire import (
+    CommunityLoadRequest,
+    EnterpriseLoadRequest,
+    FinetuneListResponse,
+    GetAllModelsResponse,
+    KeyRequest,
+    LoadedModel,
+    ModelIdRequest,
+    PublicModel,
+    StatusMessage,
+    SystemDetails,
+    body_of,
+)
+from reconciler.emulator import assumptions as A
+from reconciler.emulator import responses
+from reconciler.emulator.clock import to_datetime
+from reconciler.emulator.config import ApiKind
+from reconciler.emulator.responses import Reply
+from reconciler.emulator.state import Account, EmulatorState, ModelRecord
+from reconciler.emulator.validation import parse
+
+Handler = Callable[[EmulatorState, Account, dict[str, Any]], Reply]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A path's handler and the API whose keys may call it."""
+
+    api: ApiKind
+    handle: Handler
+
+
+def _success(message: str) -> Reply:
+    return responses.ok(StatusMessage(status="success", message=message))
+
+
+def _spec(request: KeyRequest) -> dict[str, Any]:
+    """What a load asked for, minus the key: stored, and shown in ``/_emulator/state``."""
+    return {name: value for name, value in body_of(request).items() if name != "key"}
+
+
+# --- community (v3/v4/v6) -----------------------------------------------------------------
+
+
+def finetune_list(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
+    """Every id the account owns, loaded or not."""
+    parse(KeyRequest, body, ())
+    ids: list[str | wire.FinetuneEntry] = list(account.models)
+    return responses.ok(
+        FinetuneListResponse(status="success", messege=A.FINETUNE_LIST_MESSEGE, data=ids)
+    )
+
+
+def model_list(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
+    """The public catalogue, then the account's models on the inference server: a bare array."""
+    parse(KeyRequest, body, ())
+    items = [PublicModel.model_validate(entry) for entry in A.CATALOGUE]
+    items += [_public(record) for record in account.models.values() if record.loaded]
+    return responses.ok(items)
+
+
+def _public(record: ModelRecord) -> PublicModel:
+    return PublicModel(
+        model_id=record.model_id,
+        status=record.status,
+        created_at=to_datetime(record.created_at).strftime(A.CREATED_AT_FORMAT),
+        instance_prompt=None,
+        model_name=str(record.spec.get("model_name", "")),
+        description="",
+        screenshots=str(record.spec.get("model_image", "")),
+    )
+
+
+def load_model(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
+    """Start a community load (replacing any model with the id), unless the queue is full."""
+    request = parse(CommunityLoadRequest, body, wire.COMMUNITY_REQUIRED)
+    if account.in_flight(request.model_id) >= account.config.queue_limit:
+        return responses.queue_limited(account.config.queue_limit)
+    state.start_load(account, request.model_id, _spec(request))
+    return _success(A.LOAD_STARTED)
+
+
+def model_reload(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
+    """Bring an owned, evicted (or failed) model back; ready ones are already loaded."""
+    request = parse(ModelIdRequest, body, ("model_id",))
+    record = account.models.get(request.model_id)
+    if record is None:
+        return responses.not_found(A.MODEL_ID_NOT_FOUND)
+    starts = record.status in (A.EVICTED, A.FAILED)
+    if starts and account.in_flight() >= account.config.queue_limit:
+        return responses.queue_limited(account.config.queue_limit)
+    return _success(state.start_reload(account, request.model_id))
+
+
+# --- enterprise (v1/enterprise) -------------------------------------------------------------
+
+
+def enterprise_load(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
+    """Start an enterprise load; its ``webhook`` is called when the load ends."""
+    request = parse(EnterpriseLoadRequest, body, wire.ENTERPRISE_REQUIRED)
+    if account.in_flight(request.model_id) >= account.config.queue_limit:
+        return responses.queue_limited(account.config.queue_limit)
+    state.start_load(account, request.model_id, _spec(request), webhook=request.webhook)
+    return _success(A.LOAD_STARTED)
+
+
+def verify_model(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
+    """Whether a model is loaded and servable on the enterprise server."""
+    request = parse(ModelIdRequest, body, ("model_id",))
+    record = account.models.get(request.model_id)
+    if record is None or record.status != A.READY:
+        return responses.not_found(A.NOT_ON_SERVER)
+    return _success(A.MODEL_EXISTS)
+
+
+def get_all_models(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
+    """The loaded models, with their ``load_data``; lora and embeddings in their own lists."""
+    parse(KeyRequest, body, ())
+    lists: dict[str, list[LoadedModel]] = {"models": [], "lora_models": [], "embeddings_models": []}
+    ready = [m for m in account.models.values() if m.status == A.READY]
+    for record in sorted(ready, key=lambda m: m.ready_at or 0.0):
+        side = A.ENTERPRISE_SIDE_LISTS.get(str(record.spec.get("model_type", "")), "models")
+        loaded_at = to_datetime(record.ready_at or record.created_at)
+        item = LoadedModel(
+            model_id=record.model_id, load_data=loaded_at.strftime(A.LOAD_DATA_FORMAT)
+        )
+        lists[side].append(item)
+    return responses.ok(
+        GetAllModelsResponse(
+            status="success",
+            models=lists["models"],
+            lora_models=lists["lora_models"],
+            embeddings_models=lists["embeddings_models"],
+        )
+    )
+
+
+def delete_model(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
+    """Remove a model from the enterprise server, whatever its status."""
+    request = parse(ModelIdRequest, body, ("model_id",))
+    if not state.delete(account, request.model_id):
+        return responses.not_found(A.NOT_ON_SERVER)
+    return _success(A.MODEL_DELETED)
+
+
+def clear_cache(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
+    """Clears nothing the emulator models; answers the documented text."""
+    parse(KeyRequest, body, ())
+    return _success(A.CACHE_CLEARED)
+
+
+def system_details(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
+    """How many models are loaded; note ``"status": "ok"``."""
+    parse(KeyRequest, body, ())
+    count = sum(1 for m in account.models.values() if m.status == A.READY)
+    reply = responses.ok(SystemDetails(status=A.SYSTEM_STATUS, model_count=count, queue_time=0))
+    reply.body["queue_time"] = 0  # the documented integer, not the model's float
+    return reply
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    wire.FINETUNE_LIST: Endpoint("community", finetune_list),
+    wire.MODEL_LIST: Endpoint("community", model_list),
+    wire.LOAD_MODEL: Endpoint("community", load_model),
+    wire.MODEL_RELOAD: Endpoint("community", model_reload),
+    wire.MODEL_RELOAD_V6: Endpoint("community", model_reload),
+    wire.ENTERPRISE_LOAD_MODEL: Endpoint("enterprise", enterprise_load),
+    wire.ENTERPRISE_VERIFY_MODEL: Endpoint("enterprise", verify_model),
+    wire.ENTERPRISE_GET_ALL_MODELS: Endpoint("enterprise", get_all_models),
+    wire.ENTERPRISE_DELETE_MODEL: Endpoint("enterprise", delete_model),
+    wire.ENTERPRISE_CLEAR_CACHE: Endpoint("enterprise", clear_cache),
+    wire.ENTERPRISE_SYSTEM_DETAILS: Endpoint("enterprise", system_details),
+}

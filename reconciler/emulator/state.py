@@ -1,0 +1,332 @@
+"""The emulated world: accounts, the models they own, and how those models change over time.
+
+Transitions are lazy: a model records *when* its load ends, and :meth:`EmulatorState.advance`
+settles everything due by the emulated now (loads ending ``model_ready`` or ``model_failed``,
+idle community models being evicted). The app calls it on every request and from a background
+ticker, so an in-process test that never runs the lifespan still sees time pass; the ticker is
+only needed to fire webhooks without a request.
+
+This is also the in-process handle tests and the demo use (``app.state.emulator``):
+:meth:`~EmulatorState.seed_model` creates a model that the tool did not load,
+:meth:`~EmulatorState.use_model` keeps one from being evicted.
+
+It knows nothing of HTTP: handlers translate requests into these calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.api.wire import LoadWebhook
+from reconciler.emulator import assumptions as A
+from reconciler.emulator.clock import EmulatedClock, iso
+from reconciler.emulator.config import AccountConfig, EmulatorConfig
+from reconciler.emulator.faults import FaultInjector
+from reconciler.emulator.persistence import read_state, write_state
+from reconciler.emulator.traffic import RequestCounters, SpamFilter
+
+
+class AccountConflict(ValueError):
+    """An account with this name or key exists already, configured differently."""
+
+
+@dataclass
+class ModelRecord:
+    """One model an account owns; times are emulated epoch seconds."""
+
+    model_id: str
+    spec: dict[str, Any]
+    status: str
+    created_at: float
+    started_at: float | None = None
+    due_at: float | None = None
+    ready_at: float | None = None
+    last_used_at: float | None = None
+    evicted_at: float | None = None
+    will_fail: bool = False
+    reloading: bool = False
+    webhook: str | None = None
+    loads: int = 0
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is on the inference server (in any status but evicted)."""
+        return self.status != A.EVICTED
+
+    def as_state(self) -> dict[str, Any]:
+        """The record as ``/_emulator/state`` shows it: ISO times, owned and loaded flags."""
+        times = ("created_at", "started_at", "due_at", "ready_at", "last_used_at", "evicted_at")
+        shown = dataclasses.asdict(self) | {name: iso(getattr(self, name)) for name in times}
+        return shown | {"owned": True, "loaded": self.loaded}
+
+
+@dataclass
+class Account:
+    """An account: its configuration and the models it owns, by id, in load order."""
+
+    config: AccountConfig
+    models: dict[str, ModelRecord] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The account's name."""
+        return self.config.name
+
+    @property
+    def community(self) -> bool:
+        """Whether the account speaks the community API (whose idle models are evicted)."""
+        return self.config.api == "community"
+
+    def in_flight(self, except_id: str = "") -> int:
+        """Loads and reloads running now, not counting ``except_id``."""
+        return sum(
+            1 for m in self.models.values() if m.status == A.LOADING and m.model_id != except_id
+        )
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """A webhook call that a finished enterprise load owes."""
+
+    url: str
+    payload: LoadWebhook
+
+
+class EmulatorState:
+    """Accounts and models, the clock, the settings, and the request-side memories."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.settings = config.model_copy(deep=True)
+        self.clock = EmulatedClock(config.time_scale, config.start_time)
+        self.faults = FaultInjector(config.seed)
+        self.spam = SpamFilter()
+        self.counters = RequestCounters()
+        self.webhook_log: list[dict[str, Any]] = []
+        self._owed: list[WebhookDelivery] = []
+        self.accounts: dict[str, Account] = {}
+        self._lock = threading.RLock()
+        if config.state_file is not None:
+            self._restore()
+        for account in config.accounts:
+            if account.name not in self.accounts:  # a restored account keeps its models
+                self.add_account(account)
+
+    # --- accounts -----------------------------------------------------------------------
+
+    def add_account(self, config: AccountConfig) -> Account:
+        """Add an account; adding the same one again is a no-op.
+
+        Raises:
+            AccountConflict: the name or the key is taken by a differently configured account.
+        """
+        with self._lock:
+            existing = self.accounts.get(config.name)
+            if existing is not None and existing.config == config:
+                return existing
+            if existing is not None or self.account_for_key(config.key) is not None:
+                raise AccountConflict(f"account {config.name!r} or its key exists already")
+            self.accounts[config.name] = account = Account(config)
+            self.save()
+            return account
+
+    def account_for_key(self, key: object) -> Account | None:
+        """The account a key belongs to, if any."""
+        return next((a for a in self.accounts.values() if a.config.key == key), None)
+
+    # --- models: the in-process helpers -------------------------------------------------
+
+    def seed_model(
+        self,
+        account: str,
+        model_id: str,
+        spec: dict[str, Any] | None = None,
+        status: str = A.READY,
+    ) -> ModelRecord:
+        """Put a model on an account directly, as if loaded long ago by someone else.
+
+        ``status`` is ``model_ready``, ``model_failed``, ``evicted`` or ``model_loading`` (the
+        load then ends after ``load_seconds`` from now).
+        """
+        if status not in A.MODEL_STATUSES:
+            raise ValueError(f"status must be one of {A.MODEL_STATUSES}")
+        with self._lock:
+            now = self.clock.now()
+            record = ModelRecord(model_id, dict(spec or {}), status, created_at=now)
+            if status == A.LOADING:
+                record.started_at, record.due_at = now, now + self.settings.load_seconds
+            else:
+                record.ready_at = now if status == A.READY else None
+                record.last_used_at = now
+                record.evicted_at = now if status == A.EVICTED else None
+            self.accounts[account].models[model_id] = record
+            self.save()
+            return record
+
+    def use_model(self, account: str, model_id: str) -> None:
+        """Mark a loaded model as used now (a generation call), restarting its idle time."""
+        with self._lock:
+            record = self.accounts[account].models[model_id]
+            if record.status in (A.READY, A.FAILED):
+                record.last_used_at = self.clock.now()
+                self.save()
+
+    def model(self, account: str, model_id: str) -> ModelRecord | None:
+        """The record of a model, settled to the emulated now; ``None`` if not owned."""
+        self.advance()
+        return self.accounts[account].models.get(model_id)
+
+    # --- models: what the API does ------------------------------------------------------
+
+    def start_load(
+        self, account: Account, model_id: str, spec: dict[str, Any], webhook: str | None = None
+    ) -> ModelRecord:
+        """Start loading ``model_id`` with ``spec``, replacing whatever had the id."""
+        with self._lock:
+            now = self.clock.now()
+            record = ModelRecord(model_id, spec, A.LOADING, created_at=now, webhook=webhook)
+            previous = account.models.pop(model_id, None)
+            record.loads = previous.loads if previous else 0
+            self._begin(record, now, self.settings.load_seconds, reloading=False)
+            account.models[model_id] = record
+            self.save()
+            return record
+
+    def start_reload(self, account: Account, model_id: str) -> str:
+        """Reload an owned model; the answer's message (``model_id`` must be owned)."""
+        with self._lock:
+            record = account.models[model_id]
+            if record.status == A.LOADING:
+                return A.LOAD_IN_PROGRESS
+            if record.status == A.READY:
+                record.last_used_at = self.clock.now()
+                self.save()
+                return A.ALREADY_LOADED
+            self._begin(record, self.clock.now(), self.settings.reload_seconds, reloading=True)
+            record.evicted_at = None
+            self.save()
+            return A.RELOAD_STARTED
+
+    def delete(self, account: Account, model_id: str) -> bool:
+        """Remove a model from the account; whether it was there."""
+        with self._lock:
+            found = account.models.pop(model_id, None) is not None
+            self.save()
+            return found
+
+    def _begin(self, record: ModelRecord, now: float, seconds: float, *, reloading: bool) -> None:
+        record.status, record.reloading, record.loads = A.LOADING, reloading, record.loads + 1
+        record.started_at, record.due_at = now, now + seconds
+        record.will_fail = self.faults.fails(str(record.spec.get("url", "")))
+
+    # --- time -----------------------------------------------------------------------------
+
+    def advance(self) -> None:
+        """Settle every transition due by the emulated now, noting the webhooks they owe."""
+        with self._lock:
+            now, idle = self.clock.now(), self.settings.idle_evict_seconds
+            changed = False
+            for account in self.accounts.values():
+                for record in account.models.values():
+                    due = record.due_at
+                    if record.status == A.LOADING and due is not None and due <= now:
+                        self._owed.extend(self._finish(record))
+                        changed = True
+                    evicts = account.community or A.ENTERPRISE_EVICTS
+                    if evicts and record.status in (A.READY, A.FAILED):
+                        since = record.last_used_at or record.created_at
+                        if since + idle <= now:
+                            record.status, record.evicted_at = A.EVICTED, since + idle
+                            changed = True
+            if changed:
+                self.save()
+
+    def take_webhooks(self) -> list[WebhookDelivery]:
+        """The webhook calls owed by loads that have ended, each handed out once."""
+        with self._lock:
+            owed, self._owed = self._owed, []
+            return owed
+
+    def _finish(self, record: ModelRecord) -> list[WebhookDelivery]:
+        end = record.due_at if record.due_at is not None else self.clock.now()
+        record.status = A.FAILED if record.will_fail else A.READY
+        record.due_at, record.last_used_at = None, end
+        record.ready_at = None if record.will_fail else end
+        if not record.webhook:
+            return []
+        payload = LoadWebhook(
+            status="failed" if record.will_fail else "success",
+            model_id=record.model_id,
+            message=A.WEBHOOK_FAILED if record.will_fail else A.WEBHOOK_LOADED,
+        )
+        return [WebhookDelivery(record.webhook, payload)]
+
+    # --- views and lifecycle --------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything, as ``GET /_emulator/state`` shows it."""
+        self.advance()
+        with self._lock:
+            now = self.clock.now()
+            return {
+                "now": iso(now),
+                "now_seconds": now,
+                "settings": self.settings.model_dump(mode="json", exclude={"accounts"}),
+                "faults": self.faults.settings.model_dump(mode="json"),
+                "accounts": [
+                    {
+                        "name": account.name,
+                        "api": account.config.api,
+                        "queue_limit": account.config.queue_limit,
+                        "models": [m.as_state() for m in account.models.values()],
+                    }
+                    for account in self.accounts.values()
+                ],
+                "webhooks": list(self.webhook_log),
+            }
+
+    def reset(self) -> None:
+        """Back to the configured start: config accounts only, no models, faults or memories.
+
+        The clock keeps running: emulated time never goes backwards.
+        """
+        with self._lock:
+            self.settings = self.config.model_copy(deep=True)
+            self.faults.reset(self.config.seed)
+            self.spam.clear()
+            self.counters.clear()
+            self.webhook_log.clear()
+            self._owed.clear()
+            self.accounts = {a.name: Account(a) for a in self.config.accounts}
+            self.save()
+
+    def save(self) -> None:
+        """Write accounts, models and the emulated now to the state file, if there is one."""
+        path = self.settings.state_file
+        if path is not None:
+            with self._lock:
+                write_state(path, self.clock.now(), self._dump_accounts())
+
+    def _dump_accounts(self) -> list[dict[str, Any]]:
+        return [
+            account.config.model_dump()
+            | {"models": [dataclasses.asdict(m) for m in account.models.values()]}
+            for account in self.accounts.values()
+        ]
+
+    def _restore(self) -> None:
+        assert self.config.state_file is not None
+        saved = read_state(self.config.state_file)
+        if saved is None:
+            return
+        now, accounts = saved
+        if self.config.start_time is None:
+            self.clock.catch_up(now)
+        for item in accounts:
+            models = item.pop("models", [])
+            account = Account(AccountConfig.model_validate(item))
+            account.models = {m["model_id"]: ModelRecord(**m) for m in models}
+            self.accounts[account.name] = account

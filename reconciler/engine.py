@@ -1,0 +1,304 @@
+"""Run the main job across accounts: read live state, plan, apply, wait, re-plan, report.
+
+The CLI builds the collaborators (manifests, API client, ledger store, progress sink) and calls
+one function here. Accounts run concurrently and fail independently: an account whose key is
+missing or whose listing cannot be read is reported with its ``failure_reason`` while the
+others go on. The pure planning lives in :mod:`reconciler.core.plan`; the requests that change
+the remote in :mod:`reconciler.apply`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import httpx
+
+from reconciler.api.client import AccountClient, ApiClient, ClientSettings, resolve_api_base
+from reconciler.api.secret import key_from_env
+from reconciler.apply import AccountRun, ApplyOptions
+from reconciler.core.events import NullProgress, ProgressSink
+from reconciler.core.live import LiveState
+from reconciler.core.plan import DEFAULT_MAX_DELETES, AccountPlan, Plan, make_plan, plan_account
+from reconciler.core.records import LedgerState
+from reconciler.core.report import AccountReport, ApplyReport, Outcome
+from reconciler.errors import FailureReason, PlanBlocked, ReconcilerError, StalePlanError
+from reconciler.manifest.models import LoadedAccount
+
+
+@dataclass(frozen=True)
+class AccountFailure:
+    """An account that could not be planned or applied at all, and why."""
+
+    account: str
+    reason: FailureReason
+    message: str
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """A plan with the live states it was made from and the accounts that failed."""
+
+    plan: Plan
+    live: Mapping[str, LiveState]
+    failures: tuple[AccountFailure, ...] = ()
+
+
+@dataclass
+class Workspace:
+    """The accounts of a run and a client for each one whose key is available."""
+
+    accounts: tuple[LoadedAccount, ...]
+    clients: dict[str, AccountClient] = field(default_factory=dict)
+    failures: list[AccountFailure] = field(default_factory=list)
+
+    def account(self, name: str) -> LoadedAccount:
+        """The manifest of one account of the run."""
+        return next(a for a in self.accounts if a.name == name)
+
+
+def build_workspace(
+    api: ApiClient,
+    accounts: Sequence[LoadedAccount],
+    environ: Mapping[str, str],
+    api_base_flag: str | None,
+) -> Workspace:
+    """Pair each account with a client; an account without its key is a failure, not a stop."""
+    workspace = Workspace(tuple(accounts))
+    for account in accounts:
+        try:
+            key = key_from_env(account.name, account.spec.key_env, environ)
+        except ReconcilerError as exc:
+            workspace.failures.append(AccountFailure(account.name, exc.failure_reason, str(exc)))
+            continue
+        workspace.clients[account.name] = api.account(
+            account.name,
+            account.api,
+            key,
+            resolve_api_base(account.spec.api_base, api_base_flag),
+            account.spec.queue_limit,
+        )
+    return workspace
+
+
+async def read_live_states(
+    clients: Mapping[str, AccountClient],
+) -> tuple[dict[str, LiveState], list[AccountFailure]]:
+    """One listing pass per account, all accounts at once; failures are collected."""
+    live: dict[str, LiveState] = {}
+    failures: list[AccountFailure] = []
+
+    async def read(name: str, client: AccountClient) -> None:
+        try:
+            live[name] = await client.read_live()
+        except ReconcilerError as exc:
+            failures.append(AccountFailure(name, exc.failure_reason, str(exc)))
+
+    async with anyio.create_task_group() as group:
+        for name, client in sorted(clients.items()):
+            group.start_soon(read, name, client)
+    return live, sorted(failures, key=lambda f: f.account)
+
+
+async def plan_workspace(
+    workspace: Workspace, ledger: LedgerState | None, max_deletes: int = DEFAULT_MAX_DELETES
+) -> PlanRun:
+    """Read every account's live state and plan against the manifests and the ledger."""
+    live, failures = await read_live_states(workspace.clients)
+    plan = make_plan(workspace.accounts, live, ledger, max_deletes=max_deletes)
+    return PlanRun(plan, live, (*workspace.failures, *failures))
+
+
+async def check_fresh(saved: Plan, workspace: Workspace) -> dict[str, LiveState]:
+    """Re-read the live state of a saved plan's accounts; refuse it if any has moved."""
+    clients = {
+        a.account: workspace.clients[a.account]
+        for a in saved.accounts
+        if a.account in workspace.clients
+    }
+    missing = sorted({a.account for a in saved.accounts} - set(clients))
+    live, failures = await read_live_states(clients)
+    if missing or failures:
+        names = ", ".join(missing + [f.account for f in failures])
+        raise StalePlanError(f"cannot check the saved plan against live state of: {names}")
+    moved = [a.account for a in saved.accounts if live[a.account].fingerprint != a.live_fingerprint]
+    if moved:
+        raise StalePlanError(
+            f"the live state of {', '.join(moved)} changed since the plan was made; run plan again"
+        )
+    return live
+
+
+async def apply_workspace(
+    run: PlanRun,
+    workspace: Workspace,
+    ledger: LedgerState | None,
+    options: ApplyOptions,
+    progress: ProgressSink | None = None,
+) -> tuple[ApplyReport, LedgerState | None]:
+    """Apply a plan whose live state is current; return the report and the new ledger.
+
+    Refuses a blocked plan (``--max-deletes``, never-empty) before any request is sent.
+    """
+    refuse_blocked(run.plan)
+    sink = progress or NullProgress()
+    deadline = time.monotonic() + options.timeout
+    reports: dict[str, AccountReport] = {}
+    new_ledger = ledger
+
+    async def apply_one(account_plan: AccountPlan) -> None:
+        nonlocal new_ledger
+        started = time.monotonic()
+        account_run = AccountRun(
+            account_plan,
+            workspace.clients[account_plan.account],
+            run.live[account_plan.account],
+            options,
+            sink,
+            deadline,
+        )
+        await account_run.run()
+        if options.wait and account_run.stale:
+            await account_run.refresh_quietly()
+        if new_ledger is not None:
+            previous = new_ledger.entries(account_plan.account)
+            for model_id, entry in account_run.ledger_updates(previous).items():
+                new_ledger = new_ledger.with_entry(account_plan.account, model_id, entry)
+        replanned = plan_account(
+            workspace.account(account_plan.account), account_run.live, new_ledger
+        )
+        reports[account_plan.account] = _account_report(
+            account_plan, account_run, replanned, options, time.monotonic() - started
+        )
+        sink.account_update(
+            account_plan.account,
+            "done" if reports[account_plan.account].converged else "failed",
+            {},
+        )
+
+    try:
+        async with anyio.create_task_group() as group:
+            for account_plan in run.plan.accounts:
+                group.start_soon(apply_one, account_plan)
+    finally:
+        sink.close()
+    failed = [_failed_account_report(f) for f in run.failures]
+    ordered = sorted([*reports.values(), *failed], key=lambda r: r.account)
+    return ApplyReport(accounts=tuple(ordered), waited=options.wait), new_ledger
+
+
+def refuse_blocked(plan: Plan) -> None:
+    """Raise if a guard of the plan stops the run; nothing has been sent yet."""
+    if plan.is_blocked():
+        reasons = [
+            *plan.blockers,
+            *(f"{a.account}: {b}" for a in plan.accounts for b in a.blockers),
+        ]
+        raise PlanBlocked("apply refused before sending anything: " + "; ".join(reasons))
+
+
+def _account_report(
+    account_plan: AccountPlan,
+    account_run: AccountRun,
+    replanned: AccountPlan,
+    options: ApplyOptions,
+    elapsed: float,
+) -> AccountReport:
+    items = account_run.item_reports()
+    # Without waiting, a model whose request was accepted counts as on its way.
+    sent = {i.model_id for i in items if i.outcome is Outcome.SENT}
+    remaining = tuple(
+        f"{c.action.value} {c.model_id}"
+        for c in replanned.actions()
+        if options.wait or (c.action.value != "wait" and c.model_id not in sent)
+    )
+    failed = next((i for i in items if i.failure_reason is not None), None)
+    converged = failed is None and not remaining and not replanned.blockers
+    reason: FailureReason | None = None
+    message = ""
+    if failed is not None:
+        reason, message = failed.failure_reason, f"{failed.model_id}: {failed.message}"
+    elif not converged:
+        reason, message = "not-converged", "still to do: " + ", ".join(remaining)
+    return AccountReport(
+        account=account_plan.account,
+        api=account_plan.api,
+        converged=converged,
+        failure_reason=reason,
+        message=message,
+        items=items,
+        remaining=remaining,
+        elapsed_seconds=round(elapsed, 3),
+    )
+
+
+def _failed_account_report(failure: AccountFailure) -> AccountReport:
+    return AccountReport(
+        account=failure.account,
+        api="",
+        converged=False,
+        failure_reason=failure.reason,
+        message=failure.message,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points: each opens one API client for the whole command
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every command that talks to the API needs."""
+
+    accounts: tuple[LoadedAccount, ...]
+    environ: Mapping[str, str]
+    api_base: str | None = None
+    settings: ClientSettings = field(default_factory=ClientSettings)
+    transport: httpx.AsyncBaseTransport | None = None
+
+
+async def run_plan(
+    config: RunConfig, ledger: LedgerState | None, max_deletes: int = DEFAULT_MAX_DELETES
+) -> PlanRun:
+    """``plan``: read every account and plan it."""
+    async with ApiClient(config.settings, config.transport) as api:
+        workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
+        return await plan_workspace(workspace, ledger, max_deletes)
+
+
+async def run_apply(
+    config: RunConfig,
+    ledger: LedgerState | None,
+    options: ApplyOptions,
+    *,
+    saved: Plan | None = None,
+    max_deletes: int = DEFAULT_MAX_DELETES,
+    on_plan: Callable[[PlanRun], None] | None = None,
+    progress: ProgressSink | None = None,
+) -> tuple[PlanRun, ApplyReport, LedgerState | None]:
+    """``apply``: plan afresh (or check a saved plan is still current), then apply it.
+
+    ``on_plan`` sees the plan before anything is sent (the CLI prints it there).
+    """
+    async with ApiClient(config.settings, config.transport) as api:
+        workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
+        if saved is None:
+            run = await plan_workspace(workspace, ledger, max_deletes)
+        else:
+            live = await check_fresh(saved, workspace)
+            run = PlanRun(saved, live, tuple(workspace.failures))
+        if on_plan is not None:
+            on_plan(run)
+        report, new_ledger = await apply_workspace(run, workspace, ledger, options, progress)
+        return run, report, new_ledger
+
+
+async def run_status(config: RunConfig) -> tuple[dict[str, LiveState], list[AccountFailure]]:
+    """``status``: one listing pass per account."""
+    async with ApiClient(config.settings, config.transport) as api:
+        workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
+        live, failures = await read_live_states(workspace.clients)
+        return live, [*workspace.failures, *failures]

@@ -1,0 +1,82 @@
+"""Saved plans: ``plan --out plan.json`` writes one, ``apply plan.json`` reads it back.
+
+The file is exactly the ``plan -o json`` document (see :mod:`reconciler.render.plan_json` for
+the format). Reading refuses a file of another ``format_version``, one whose content no longer
+matches its digest (edited by hand), and anything unreadable, each as a :class:`ConfigError`
+naming the file. Whether the live state has moved since the plan was made is ``apply``'s
+check, not this module's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from reconciler.core.plan import PLAN_FORMAT_VERSION, Plan
+from reconciler.errors import ConfigError
+from reconciler.render.plan_json import plan_from_document, plan_json_text
+
+
+def write_plan_file(plan: Plan, path: Path) -> None:
+    """Write ``plan`` to ``path`` as its JSON document.
+
+    Raises:
+        ConfigError: the file cannot be written.
+    """
+    try:
+        path.write_text(plan_json_text(plan), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write plan file {path}: {exc.strerror or exc}") from exc
+
+
+def read_plan_file(path: Path) -> Plan:
+    """The plan saved in ``path``, checked against its version and digest.
+
+    Raises:
+        ConfigError: unreadable, not a plan, another format version, or edited.
+    """
+    document = _load_document(path)
+    _check_version(document, path)
+    try:
+        plan = plan_from_document(document)
+    except ValidationError as exc:
+        raise ConfigError(f"plan file {path} is not a valid plan: {_first_error(exc)}") from exc
+    if document.get("digest") != plan.digest():
+        raise ConfigError(
+            f"plan file {path} was edited after it was made (its digest does not match its "
+            "content); make a new one with `reconciler plan --out`"
+        )
+    return plan
+
+
+def _load_document(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read plan file {path}: {reason}") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"plan file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"plan file {path} is not a plan: expected a JSON object")
+    return document
+
+
+def _check_version(document: dict[str, Any], path: Path) -> None:
+    version = document.get("format_version")
+    if version != PLAN_FORMAT_VERSION:
+        raise ConfigError(
+            f"plan file {path} has format_version {json.dumps(version)}; this reconciler reads "
+            f"format_version {PLAN_FORMAT_VERSION}: make the plan again with this version"
+        )
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "top level"
+    return f"{where}: {error['msg']}"

@@ -1,0 +1,140 @@
+"""The CLI's one error boundary: every kind of failure maps to its documented exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from reconciler import cli
+from reconciler.cli import main, run
+from reconciler.errors import ApiError, ConfigError, ReconcilerError
+
+
+def _raising(exc: BaseException) -> object:
+    def load_manifests(paths: Sequence[str]) -> object:
+        raise exc
+
+    return load_manifests
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (ConfigError("MODELSLAB_KEY_STUDIO is not set"), "error: MODELSLAB_KEY_STUDIO is not set"),
+        (
+            ApiError("Invalid Api Key", account="studio-prod", endpoint="v3/load_model"),
+            "error: studio-prod v3/load_model: Invalid Api Key",
+        ),
+        (ReconcilerError("something expected went wrong"), "error: something expected went wrong"),
+    ],
+    ids=["config", "api", "base"],
+)
+def test_an_expected_error_exits_1_with_one_line(
+    exc: ReconcilerError,
+    line: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(cli, "load_manifests", _raising(exc))
+
+    assert run(["validate"]) == 1
+
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [line]
+    assert out == ""
+
+
+def test_a_bug_exits_3_with_a_hint_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "load_manifests", _raising(ZeroDivisionError("division by zero")))
+
+    assert run(["validate"]) == 3
+
+    err = capsys.readouterr().err
+    assert "internal error: ZeroDivisionError: division by zero" in err
+    assert "bug" in err
+    assert "report" in err
+    assert "--debug" in err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) <= 2
+
+
+def test_a_bug_with_debug_shows_the_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "load_manifests", _raising(KeyError("boom")))
+
+    assert run(["--debug", "validate"]) == 3
+
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert "KeyError: 'boom'" in err
+    assert "bug" in err
+
+
+def test_ctrl_c_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "load_manifests", _raising(KeyboardInterrupt()))
+
+    assert run(["validate"]) == 130
+
+    err = capsys.readouterr().err
+    assert "Interrupted" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", "--no-such-option"],
+        ["no-such-command"],
+        ["validate", "-o", "yaml"],
+        ["schema", "--write", "--check", "extra-argument"],
+    ],
+    ids=["unknown-option", "unknown-command", "bad-choice", "extra-argument"],
+)
+def test_usage_errors_exit_1_not_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(args) == 1  # 2 is reserved for plan --detailed-exitcode
+
+    err = capsys.readouterr().err
+    assert "Error:" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [["--help"], ["validate", "--help"], ["--version"]])
+def test_help_and_version_exit_0(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(args) == 0
+
+    assert capsys.readouterr().out
+
+
+def test_main_exits_with_the_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "load_manifests", _raising(ConfigError("nope")))
+
+    with pytest.raises(SystemExit) as exited:
+        main(["validate"])
+
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == "error: nope\n"
+
+
+def test_python_dash_m_runs_the_same_boundary(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert "missing.yaml:0:0: no such file or folder" in done.stderr
+    assert "Traceback" not in done.stderr
