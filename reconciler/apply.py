@@ -95,9 +95,7 @@ class AccountRun:
             await self._load_all()
             if self.options.wait:
                 await self._wait_until_settled()
-        except InvalidKey as exc:
-            self._fail_unfinished(exc)
-        except ApiError as exc:  # a listing that kept failing: the account cannot go on
+        except ApiError as exc:  # a bad key, or a listing that kept failing: stop the account
             self._fail_unfinished(exc)
         self._settle_items()
 
@@ -197,7 +195,14 @@ class AccountRun:
             await self.client.load(change.model_id, change.spec)
 
     async def _landed(self, change: ModelChange) -> bool:
-        """Re-observe the listing: did a load whose answer was lost reach the server?"""
+        """Re-observe the listing: did a load whose answer was lost reach the server?
+
+        An enterprise server does not list a model while it loads, so there a lost answer
+        cannot be told from a load that never arrived: it is never resent, and the wait shows
+        whether the model appears.
+        """
+        if self.plan.api == "enterprise":
+            return True
         try:
             await self._refresh()
         except ApiUnreachable:
@@ -285,9 +290,16 @@ class AccountRun:
         counts: dict[str, int] = {}
         for item in self.items.values():
             if item.change.action.is_change:
-                key = self.live.condition(item.change.model_id).value
+                key = self._shown_condition(item).value
                 counts[key] = counts.get(key, 0) + 1
         self.progress.account_update(self.plan.account, phase, counts)
+
+    def _shown_condition(self, item: _Item) -> Condition:
+        """The condition to show; a sent load an enterprise server does not list yet is loading."""
+        now = self.live.condition(item.change.model_id)
+        if item.sent and now is Condition.MISSING and item.change.action is not Action.DELETE:
+            return Condition.LOADING
+        return now
 
     def _items_with(self, action: Action) -> list[_Item]:
         return [item for item in self.items.values() if item.change.action is action]

@@ -83,7 +83,11 @@ def resolve_api_base(manifest_base: str | None, flag_base: str | None) -> str:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    """Timeouts, retry budget, spam window and concurrency of an :class:`ApiClient`."""
+    """Timeouts, retry budget, spam window and concurrency of an :class:`ApiClient`.
+
+    The spam window also spaces the retries of one request, which is resent identically: with
+    the defaults a failing read is retried about every 30 s, within ``deadline``.
+    """
 
     request_timeout: float = 30.0  # per request, connect to last byte
     deadline: float = 300.0  # overall time budget for the retries of one call

@@ -11,6 +11,7 @@ This module must not log, print or persist a key, nor compare keys by value.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NoReturn
 
 from reconciler.errors import ConfigError
 
@@ -37,6 +38,16 @@ class ApiKey:
         return f"ApiKey({MASK})"
 
     __str__ = __repr__
+
+    def __copy__(self) -> ApiKey:
+        return self  # immutable: copies (and ``dataclasses.asdict``) share the one holder
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ApiKey:
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        # Pickling would write the value to disk or a pipe; keys stay in memory.
+        raise TypeError("an ApiKey cannot be pickled")
 
 
 def key_from_env(account: str, key_env: str, environ: Mapping[str, str]) -> ApiKey:

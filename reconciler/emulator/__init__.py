@@ -41,8 +41,10 @@ Assumed behaviours (api-spec §7 *(assumed)*; all texts and rules live in :mod:`
   made up.
 - unknown-path: an unknown ``/api/`` path answers HTTP 404 ``{status: error, message: Not
   Found}`` in both modes.
-- faults: 5xx and ``Failed, Try Again`` faults happen before the request is processed; hung
-  and malformed answers happen after it (the answer is lost, the effect is not).
+- faults: 5xx faults (real HTTP 500/502/503 in both modes) and ``Failed, Try Again`` happen
+  before the request is processed; hung answers (held until the client leaves, ``hang_seconds``
+  pass or the server stops) and malformed ones (HTTP 200 with an HTML page or truncated JSON)
+  happen after it: the answer is lost, the effect is not.
 - ignored-fields: ``force_load``, ``hf_upload``, ``revision`` and the other optional load
   fields are validated and stored but change nothing.
 """
@@ -51,8 +53,9 @@ from __future__ import annotations
 
 from reconciler.emulator.app import create_app
 from reconciler.emulator.config import AccountConfig, EmulatorConfig, build_config, load_accounts
+from reconciler.emulator.records import ModelRecord
 from reconciler.emulator.server import EmulatorHandle, running_emulator, serve
-from reconciler.emulator.state import EmulatorState, ModelRecord
+from reconciler.emulator.state import EmulatorState
 
 __all__ = [
     "AccountConfig",

@@ -140,8 +140,10 @@ ASSUMPTIONS: dict[str, str] = {
     "and model_name/screenshots from the load; the catalogue's elided texts are made up",
     "unknown-path": "an unknown /api/ path answers HTTP 404 {status: error, message: Not Found} "
     "in both modes",
-    "faults": "5xx and Failed, Try Again faults happen before the request is processed; hung "
-    "and malformed answers happen after it (the answer is lost, the effect is not)",
+    "faults": "5xx faults (real HTTP 500/502/503 in both modes) and Failed, Try Again happen "
+    "before the request is processed; hung answers (held until the client leaves, hang_seconds "
+    "pass or the server stops) and malformed ones (HTTP 200 with an HTML page or truncated "
+    "JSON) happen after it: the answer is lost, the effect is not",
     "ignored-fields": "force_load, hf_upload, revision and the other optional load fields are "
     "validated and stored but change nothing",
 }

@@ -33,8 +33,9 @@ from reconciler.emulator import assumptions as A
 from reconciler.emulator import responses
 from reconciler.emulator.clock import to_datetime
 from reconciler.emulator.config import ApiKind
+from reconciler.emulator.records import Account, ModelRecord
 from reconciler.emulator.responses import Reply
-from reconciler.emulator.state import Account, EmulatorState, ModelRecord
+from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.validation import parse
 
 Handler = Callable[[EmulatorState, Account, dict[str, Any]], Reply]

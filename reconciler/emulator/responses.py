@@ -83,12 +83,8 @@ def not_found(message: str) -> Reply:
 
 def spam_limited(seconds_left: float, mode: ErrorMode) -> Reply:
     """The documented spam-filter body (``tips``); modern mode adds ``retry_after``."""
-    retry = max(1, math.ceil(seconds_left))
-    if mode == "modern":
-        return _error("rate_limited", retry, message=A.SPAM_MESSAGE, tips=A.SPAM_TIPS)
-    return Reply(
-        _error("rate_limited", message=A.SPAM_MESSAGE, tips=A.SPAM_TIPS).body, "rate_limited", retry
-    )
+    retry = max(1, math.ceil(seconds_left)) if mode == "modern" else None
+    return _error("rate_limited", retry, message=A.SPAM_MESSAGE, tips=A.SPAM_TIPS)
 
 
 def queue_limited(limit: int) -> Reply:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.api.wire import LoadWebhook
@@ -26,73 +25,12 @@ from reconciler.emulator.clock import EmulatedClock, iso
 from reconciler.emulator.config import AccountConfig, EmulatorConfig
 from reconciler.emulator.faults import FaultInjector
 from reconciler.emulator.persistence import read_state, write_state
+from reconciler.emulator.records import Account, ModelRecord, WebhookDelivery
 from reconciler.emulator.traffic import RequestCounters, SpamFilter
 
 
 class AccountConflict(ValueError):
     """An account with this name or key exists already, configured differently."""
-
-
-@dataclass
-class ModelRecord:
-    """One model an account owns; times are emulated epoch seconds."""
-
-    model_id: str
-    spec: dict[str, Any]
-    status: str
-    created_at: float
-    started_at: float | None = None
-    due_at: float | None = None
-    ready_at: float | None = None
-    last_used_at: float | None = None
-    evicted_at: float | None = None
-    will_fail: bool = False
-    reloading: bool = False
-    webhook: str | None = None
-    loads: int = 0
-
-    @property
-    def loaded(self) -> bool:
-        """Whether the model is on the inference server (in any status but evicted)."""
-        return self.status != A.EVICTED
-
-    def as_state(self) -> dict[str, Any]:
-        """The record as ``/_emulator/state`` shows it: ISO times, owned and loaded flags."""
-        times = ("created_at", "started_at", "due_at", "ready_at", "last_used_at", "evicted_at")
-        shown = dataclasses.asdict(self) | {name: iso(getattr(self, name)) for name in times}
-        return shown | {"owned": True, "loaded": self.loaded}
-
-
-@dataclass
-class Account:
-    """An account: its configuration and the models it owns, by id, in load order."""
-
-    config: AccountConfig
-    models: dict[str, ModelRecord] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        """The account's name."""
-        return self.config.name
-
-    @property
-    def community(self) -> bool:
-        """Whether the account speaks the community API (whose idle models are evicted)."""
-        return self.config.api == "community"
-
-    def in_flight(self, except_id: str = "") -> int:
-        """Loads and reloads running now, not counting ``except_id``."""
-        return sum(
-            1 for m in self.models.values() if m.status == A.LOADING and m.model_id != except_id
-        )
-
-
-@dataclass(frozen=True)
-class WebhookDelivery:
-    """A webhook call that a finished enterprise load owes."""
-
-    url: str
-    payload: LoadWebhook
 
 
 class EmulatorState:

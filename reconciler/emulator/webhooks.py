@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from reconciler.emulator import assumptions as A
-from reconciler.emulator.state import WebhookDelivery
+from reconciler.emulator.records import WebhookDelivery
 
 
 class WebhookSender:

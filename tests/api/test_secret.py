@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 from reconciler.api.secret import ApiKey, key_from_env
@@ -49,3 +52,11 @@ def test_a_missing_key_is_a_config_error(environ: dict[str, str]) -> None:
         "studio-prod: environment variable MODELSLAB_KEY is not set "
         "(it holds the account's API key)"
     )
+
+
+def test_a_key_can_be_copied_but_not_pickled(canary: str) -> None:
+    key = ApiKey(canary)
+    assert copy.copy(key) is key
+    assert copy.deepcopy({"key": key})["key"] is key
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(key)
