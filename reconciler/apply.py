@@ -345,6 +345,10 @@ class AccountRun:
 def _entry_after(
     change: ModelChange, item: _Item, before: LedgerEntry | None, stamp: str
 ) -> LedgerEntry | None:
+    if change.action is Action.RELOAD and before is not None:
+        # A reload brings back the spec that was loaded, which may not be the declared one.
+        outcome = "ready" if item.outcome is Outcome.DONE else "applied"
+        return before.model_copy(update={"applied_at": stamp, "outcome": outcome})
     if item.outcome is Outcome.DONE:
         return _entry(change, stamp, "ready", 0)
     if item.outcome is Outcome.FAILED:

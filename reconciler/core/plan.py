@@ -261,14 +261,18 @@ def _present_action(
                 f"the load failed {failures} times with this spec; change the spec to retry"
             )
         return Action.LOAD, "the last load failed; loading again"
-    if changed:
-        if model.protect:
-            return Action.BLOCKED, "the spec changed, but the model is protected from replace"
+    if changed and not model.protect:
         return Action.REPLACE, "the spec changed since the last apply"
     if condition is Condition.EVICTED:
-        return Action.RELOAD, "evicted from the inference server after idling"
+        # A reload brings back what was loaded: it restores service without replacing.
+        kept = (
+            "; the spec changed, but it is protected: the loaded spec comes back" if changed else ""
+        )
+        return Action.RELOAD, "evicted from the inference server after idling" + kept
     if condition is Condition.LOADING:
         return Action.WAIT, "a load is running"
+    if changed:
+        return Action.BLOCKED, "the spec changed, but the model is protected from replace"
     if entry is None and has_ledger:
         return Action.NOOP, "ready; not loaded by this tool, adopted with the declared spec"
     return Action.NOOP, "ready"

@@ -132,7 +132,7 @@ ROWS = [
     ("present-evicted-unrecorded", "present", "evicted", "empty", "none", "reload", ""),
     ("present-evicted-noledger", "present", "evicted", "none", "none", "reload", ""),
     ("present-evicted-changed", "present", "evicted", "changed", "none", "replace", "spec changed"),
-    ("protected-evicted-changed", "protected", "evicted", "changed", "none", "blocked",
+    ("protected-evicted-changed", "protected", "evicted", "changed", "none", "reload",
         "protected"),
     ("present-failed", "present", "failed", "empty", "none", "load", "failed"),
     ("present-failed-noledger", "present", "failed", "none", "none", "load", ""),

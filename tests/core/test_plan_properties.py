@@ -180,7 +180,12 @@ def apply_plan(world: World, plan: Plan) -> World:
         models = live[account.account]
         for change in account.changes:
             entry: LedgerEntry | None = None
-            if change.action in (Action.LOAD, Action.REPLACE, Action.RELOAD, Action.WAIT):
+            before = ledger.entries(account.account).get(change.model_id) if ledger else None
+            if change.action is Action.RELOAD and before is not None:
+                # A reload brings back the spec that was loaded, not the declared one.
+                models[change.model_id] = LiveModel(change.model_id, Condition.READY)
+                entry = before.model_copy(update={"outcome": "ready"})
+            elif change.action in (Action.LOAD, Action.REPLACE, Action.RELOAD, Action.WAIT):
                 models[change.model_id] = LiveModel(change.model_id, Condition.READY)
                 entry = _entry(change.spec, "ready")
             elif change.action is Action.DELETE:
