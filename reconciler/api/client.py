@@ -5,7 +5,7 @@ tests run the emulator in-process or an ``httpx.MockTransport``), a global concu
 and the spam-window guard. :meth:`ApiClient.account` gives an :class:`AccountClient` per account
 with one method per thing the engine does: read the live state, load, reload, delete, verify.
 
-Every failure crosses one boundary (:meth:`ApiClient._exchange` and :func:`_check`) and leaves
+Every failure crosses one boundary (:meth:`ApiClient._exchange` and :mod:`.responses`) and leaves
 it as one of the typed errors of :mod:`reconciler.errors`, carrying the account and endpoint.
 Reads are retried on every transient error; mutations only when the request certainly had no
 effect (rate limited, or never sent), because the engine re-observes the listing before it
@@ -33,18 +33,15 @@ import pydantic
 import stamina
 
 from reconciler.api import wire
+from reconciler.api.responses import Where, check, parse, request_body, transport_error
 from reconciler.api.secret import ApiKey
 from reconciler.core.live import LiveState, community_live_state, enterprise_live_state
 from reconciler.errors import (
     ApiError,
     ApiUnreachable,
-    InvalidKey,
-    MalformedResponse,
     ModelNotFound,
     RateLimited,
-    ServerError,
     TransientError,
-    ValidationFailed,
 )
 
 log = logging.getLogger("reconciler.api")
@@ -59,16 +56,6 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 
 #: Extra random wait, in seconds, on top of a rate limit's ``retry_after``.
 RATE_LIMIT_JITTER = 1.0
-
-#: Transport errors raised before any byte of the request left: resending is safe.
-_NOT_SENT: tuple[type[Exception], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-    httpx.UnsupportedProtocol,
-    httpx.LocalProtocolError,
-)
 
 
 def resolve_api_base(manifest_base: str | None, flag_base: str | None) -> str:
@@ -135,162 +122,6 @@ def _within(deadline_at: float, hook: BackoffHook) -> BackoffHook:
         return verdict if time.monotonic() + verdict <= deadline_at else False
 
     return bounded
-
-
-# ---------------------------------------------------------------------------------------------
-# The error boundary: an httpx exception or response in, a typed error (or JSON) out
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, repr=False)
-class _Where:
-    """Where a request went, and the key to mask out of anything the server says."""
-
-    account: str
-    endpoint: str
-    key: ApiKey
-
-    def __repr__(self) -> str:
-        return f"_Where({self.account!r}, {self.endpoint!r})"
-
-
-def _transport_error(exc: Exception, where: _Where, timeout: float) -> ApiError:
-    if isinstance(exc, httpx.DecodingError):
-        return MalformedResponse(
-            "the body could not be decoded", account=where.account, endpoint=where.endpoint
-        )
-    if isinstance(exc, TimeoutError):
-        detail = f"no answer within {timeout:g}s"
-    else:
-        detail = where.key.mask(str(exc)) or type(exc).__name__
-    lost = not isinstance(exc, _NOT_SENT)
-    what = "the answer was lost" if lost else "could not reach the API"
-    return ApiUnreachable(
-        f"{what}: {detail}", answer_lost=lost, account=where.account, endpoint=where.endpoint
-    )
-
-
-def _check(response: httpx.Response, where: _Where, spam_window: float) -> Any:
-    """The JSON of a successful answer; any error answer raised as its typed error."""
-    try:
-        data = response.json()
-    except ValueError as exc:
-        raise _status_error(response, where, "the body is not JSON") from exc
-    if isinstance(data, dict) and data.get("status") in ("error", "failed"):
-        raise _body_error(data, response, where, spam_window)
-    if not response.is_success:
-        raise _status_error(response, where, "an answer without an error body")
-    return data
-
-
-def _status_error(response: httpx.Response, where: _Where, detail: str) -> ApiError:
-    """The error an HTTP status tells when the body tells nothing usable."""
-    code = response.status_code
-    kw: dict[str, Any] = {"account": where.account, "endpoint": where.endpoint}
-    if response.is_success:
-        return MalformedResponse(detail, **kw)
-    message = f"{response.reason_phrase or 'HTTP error'}: {detail}"
-    if response.is_redirect or code == 404:
-        return ApiError(f"{message}; check the API base URL", status_code=code, **kw)
-    if code == 429:
-        seconds = _header_seconds(response.headers.get("retry-after"))
-        return RateLimited(message, retry_after=seconds, status_code=code, **kw)
-    return _class_for(code, "error", message.lower())(message, status_code=code, **kw)
-
-
-def _body_error(
-    data: dict[str, Any], response: httpx.Response, where: _Where, spam_window: float
-) -> ApiError:
-    """The error an ``{"status": "error"|"failed", …}`` body tells."""
-    try:
-        body = wire.ErrorBody.model_validate(data)
-    except pydantic.ValidationError:
-        return _status_error(response, where, "an error body of unexpected shape")
-    code = response.status_code
-    status_code = code if code >= 400 else None
-    kw: dict[str, Any] = {"account": where.account, "endpoint": where.endpoint}
-    text = body.text()
-    if isinstance(text, dict):
-        fields = {name: [where.key.mask(m) for m in msgs] for name, msgs in text.items()}
-        return ValidationFailed(fields, status_code=status_code, **kw)
-    message = where.key.mask(text) or "(no message)"
-    kw["tip"] = where.key.mask(body.hint())
-    cls = _class_for(code, body.status, message.lower())
-    if cls is ApiError and code == 404:
-        message += "; check the API base URL"
-    if cls is RateLimited:
-        seconds = _retry_after(body, response, spam_window)
-        return RateLimited(message, retry_after=seconds, status_code=status_code, **kw)
-    return cls(message, status_code=status_code, **kw)
-
-
-#: The one table from (HTTP status, body status, lower-cased message) to an error class; the
-#: first rule that matches wins. Legacy mode says everything in the body, modern mode also in
-#: the status code (api-spec §7.2). A 404 is a missing *model* only when the message names
-#: one: a bare ``Not Found`` is a wrong path (a bad base URL), which must not read as "absent".
-_ERROR_RULES: tuple[tuple[Callable[[int, str, str], bool], type[ApiError]], ...] = (
-    (lambda code, _, text: code == 401 or "invalid api key" in text, InvalidKey),
-    (lambda code, _, text: code == 429 or "rate limit" in text, RateLimited),
-    (lambda code, _, text: "model" in text and "not found" in text, ModelNotFound),
-    (
-        lambda code, status, text: code >= 500 or status == "failed" or "try again" in text,
-        ServerError,
-    ),
-)
-
-
-def _class_for(code: int, status: str, text: str) -> type[ApiError]:
-    return next((cls for matches, cls in _ERROR_RULES if matches(code, status, text)), ApiError)
-
-
-def _retry_after(
-    body: wire.ErrorBody, response: httpx.Response, spam_window: float
-) -> float | None:
-    """Seconds to wait: the body's ``retry_after``, the header, or the spam window."""
-    if body.retry_after is not None:
-        return body.retry_after
-    header = _header_seconds(response.headers.get("retry-after"))
-    if header is not None:
-        return header
-    return spam_window if "spam" in body.hint().lower() else None
-
-
-def _header_seconds(value: str | None) -> float | None:
-    """A ``Retry-After`` header in seconds; the HTTP-date form is not used by this API."""
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _parse(model: type[M], data: Any, where: _Where) -> M:
-    """``data`` as the endpoint's documented shape, else :class:`MalformedResponse`."""
-    try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)[:3]
-        )
-        raise MalformedResponse(
-            f"the answer does not have the documented shape ({problems})",
-            account=where.account,
-            endpoint=where.endpoint,
-        ) from exc
-
-
-def _request_body(
-    model: type[pydantic.BaseModel], fields: Mapping[str, str], where: _Where
-) -> dict[str, Any]:
-    """A request body checked against its wire model, before anything is sent."""
-    try:
-        return wire.body_of(model.model_validate(fields))
-    except pydantic.ValidationError as exc:
-        problems: dict[str, list[str]] = {}
-        for err in exc.errors(include_input=False, include_url=False):
-            problems.setdefault(".".join(str(p) for p in err["loc"]), []).append(err["msg"])
-        # The pydantic error quotes the request, key included: summarised, never chained.
-        raise ValidationFailed(problems, account=where.account, endpoint=where.endpoint) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,14 +232,14 @@ class ApiClient:
         return AccountClient(self, name, api, key, base, queue_limit, limiter)
 
     async def _send(
-        self, where: _Where, url: str, payload: Mapping[str, Any], limiter: anyio.Semaphore
+        self, where: Where, url: str, payload: Mapping[str, Any], limiter: anyio.Semaphore
     ) -> Any:
         """Send one request once: after its spam-window turn, within both limits."""
         await self._spam.wait_turn(url, payload)
         async with limiter, self._limiter:
             return await self._exchange(where, url, payload)
 
-    async def _exchange(self, where: _Where, url: str, payload: Mapping[str, Any]) -> Any:
+    async def _exchange(self, where: Where, url: str, payload: Mapping[str, Any]) -> Any:
         http = self._http
         if http is None:
             raise RuntimeError("ApiClient must be used as `async with ApiClient(...)`")
@@ -420,12 +251,12 @@ class ApiClient:
                 response = await http.post(url, json=payload)
         except (httpx.RequestError, TimeoutError) as exc:
             _log(where, type(exc).__name__, started)
-            raise _transport_error(exc, where, timeout) from exc
+            raise transport_error(exc, where, timeout) from exc
         _log(where, f"HTTP {response.status_code}", started)
-        return _check(response, where, self.settings.spam_window)
+        return check(response, where, self.settings.spam_window)
 
 
-def _log(where: _Where, outcome: str, started: float) -> None:
+def _log(where: Where, outcome: str, started: float) -> None:
     elapsed = time.monotonic() - started
     log.debug("%s POST %s: %s in %.3fs", where.account, where.endpoint, outcome, elapsed)
 
@@ -493,7 +324,7 @@ class AccountClient:
         if self.api == "enterprise":
             model, endpoint = wire.EnterpriseLoadRequest, wire.ENTERPRISE_LOAD_MODEL
         fields = {**spec, "model_id": model_id, "key": self._key.reveal()}
-        payload = _request_body(model, fields, self._where(endpoint))
+        payload = request_body(model, fields, self._where(endpoint))
         await self._mutate(endpoint, payload)
 
     async def reload(self, model_id: str) -> str:
@@ -516,8 +347,8 @@ class AccountClient:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _where(self, endpoint: str) -> _Where:
-        return _Where(self.name, endpoint, self._key)
+    def _where(self, endpoint: str) -> Where:
+        return Where(self.name, endpoint, self._key)
 
     def _unsupported(self, endpoint: str, message: str) -> ApiError:
         return ApiError(message, account=self.name, endpoint=endpoint)
@@ -537,7 +368,7 @@ class AccountClient:
     async def _call(self, endpoint: str, payload: Mapping[str, Any], model: type[M]) -> M:
         where = self._where(endpoint)
         data = await self._owner._send(where, self._base_url + endpoint, payload, self._limiter)
-        return _parse(model, data, where)
+        return parse(model, data, where)
 
     async def _retrying(self, hook: BackoffHook, call: Callable[[], Awaitable[A]]) -> A:
         settings = self._owner.settings

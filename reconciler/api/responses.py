@@ -1,0 +1,196 @@
+"""The client's error boundary: an httpx exception or response in, a typed error (or JSON) out.
+
+Every answer of the API crosses :func:`check` and every transport failure
+:func:`transport_error`; what leaves is JSON of the documented shape or one error of
+:mod:`reconciler.errors` carrying the account and the endpoint. Legacy mode tells errors in the
+body (HTTP 200), modern mode also in the status code (api-spec §7.2); both are read, with
+``message``/``messege`` and ``tip``/``tips`` alike.
+
+Nothing here sends requests or decides on retries, and no key, request body or response body
+ever reaches an error message: anything the server echoes is masked with the key first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import pydantic
+
+from reconciler.api import wire
+from reconciler.api.secret import ApiKey
+from reconciler.errors import (
+    ApiError,
+    ApiUnreachable,
+    InvalidKey,
+    MalformedResponse,
+    ModelNotFound,
+    RateLimited,
+    ServerError,
+    ValidationFailed,
+)
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+#: Transport errors raised before any byte of the request left: resending is safe.
+_NOT_SENT: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+@dataclass(frozen=True, repr=False)
+class Where:
+    """Where a request went, and the key to mask out of anything the server says."""
+
+    account: str
+    endpoint: str
+    key: ApiKey
+
+    def __repr__(self) -> str:
+        return f"Where({self.account!r}, {self.endpoint!r})"
+
+
+def transport_error(exc: Exception, where: Where, timeout: float) -> ApiError:
+    if isinstance(exc, httpx.DecodingError):
+        return MalformedResponse(
+            "the body could not be decoded", account=where.account, endpoint=where.endpoint
+        )
+    if isinstance(exc, TimeoutError):
+        detail = f"no answer within {timeout:g}s"
+    else:
+        detail = where.key.mask(str(exc)) or type(exc).__name__
+    lost = not isinstance(exc, _NOT_SENT)
+    what = "the answer was lost" if lost else "could not reach the API"
+    return ApiUnreachable(
+        f"{what}: {detail}", answer_lost=lost, account=where.account, endpoint=where.endpoint
+    )
+
+
+def check(response: httpx.Response, where: Where, spam_window: float) -> Any:
+    """The JSON of a successful answer; any error answer raised as its typed error."""
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise _status_error(response, where, "the body is not JSON") from exc
+    if isinstance(data, dict) and data.get("status") in ("error", "failed"):
+        raise _body_error(data, response, where, spam_window)
+    if not response.is_success:
+        raise _status_error(response, where, "an answer without an error body")
+    return data
+
+
+def _status_error(response: httpx.Response, where: Where, detail: str) -> ApiError:
+    """The error an HTTP status tells when the body tells nothing usable."""
+    code = response.status_code
+    kw: dict[str, Any] = {"account": where.account, "endpoint": where.endpoint}
+    if response.is_success:
+        return MalformedResponse(detail, **kw)
+    message = f"{response.reason_phrase or 'HTTP error'}: {detail}"
+    if response.is_redirect or code == 404:
+        return ApiError(f"{message}; check the API base URL", status_code=code, **kw)
+    if code == 429:
+        seconds = _header_seconds(response.headers.get("retry-after"))
+        return RateLimited(message, retry_after=seconds, status_code=code, **kw)
+    return _class_for(code, "error", message.lower())(message, status_code=code, **kw)
+
+
+def _body_error(
+    data: dict[str, Any], response: httpx.Response, where: Where, spam_window: float
+) -> ApiError:
+    """The error an ``{"status": "error"|"failed", …}`` body tells."""
+    try:
+        body = wire.ErrorBody.model_validate(data)
+    except pydantic.ValidationError:
+        return _status_error(response, where, "an error body of unexpected shape")
+    code = response.status_code
+    status_code = code if code >= 400 else None
+    kw: dict[str, Any] = {"account": where.account, "endpoint": where.endpoint}
+    text = body.text()
+    if isinstance(text, dict):
+        fields = {name: [where.key.mask(m) for m in msgs] for name, msgs in text.items()}
+        return ValidationFailed(fields, status_code=status_code, **kw)
+    message = where.key.mask(text) or "(no message)"
+    kw["tip"] = where.key.mask(body.hint())
+    cls = _class_for(code, body.status, message.lower())
+    if cls is ApiError and code == 404:
+        message += "; check the API base URL"
+    if cls is RateLimited:
+        seconds = _retry_after(body, response, spam_window)
+        return RateLimited(message, retry_after=seconds, status_code=status_code, **kw)
+    return cls(message, status_code=status_code, **kw)
+
+
+#: The one table from (HTTP status, body status, lower-cased message) to an error class; the
+#: first rule that matches wins. Legacy mode says everything in the body, modern mode also in
+#: the status code (api-spec §7.2). A 404 is a missing *model* only when the message names
+#: one: a bare ``Not Found`` is a wrong path (a bad base URL), which must not read as "absent".
+_ERROR_RULES: tuple[tuple[Callable[[int, str, str], bool], type[ApiError]], ...] = (
+    (lambda code, _, text: code == 401 or "invalid api key" in text, InvalidKey),
+    (lambda code, _, text: code == 429 or "rate limit" in text, RateLimited),
+    (lambda code, _, text: "model" in text and "not found" in text, ModelNotFound),
+    (
+        lambda code, status, text: code >= 500 or status == "failed" or "try again" in text,
+        ServerError,
+    ),
+)
+
+
+def _class_for(code: int, status: str, text: str) -> type[ApiError]:
+    return next((cls for matches, cls in _ERROR_RULES if matches(code, status, text)), ApiError)
+
+
+def _retry_after(
+    body: wire.ErrorBody, response: httpx.Response, spam_window: float
+) -> float | None:
+    """Seconds to wait: the body's ``retry_after``, the header, or the spam window."""
+    if body.retry_after is not None:
+        return body.retry_after
+    header = _header_seconds(response.headers.get("retry-after"))
+    if header is not None:
+        return header
+    return spam_window if "spam" in body.hint().lower() else None
+
+
+def _header_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds; the HTTP-date form is not used by this API."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def parse(model: type[M], data: Any, where: Where) -> M:
+    """``data`` as the endpoint's documented shape, else :class:`MalformedResponse`."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)[:3]
+        )
+        raise MalformedResponse(
+            f"the answer does not have the documented shape ({problems})",
+            account=where.account,
+            endpoint=where.endpoint,
+        ) from exc
+
+
+def request_body(
+    model: type[pydantic.BaseModel], fields: Mapping[str, str], where: Where
+) -> dict[str, Any]:
+    """A request body checked against its wire model, before anything is sent."""
+    try:
+        return wire.body_of(model.model_validate(fields))
+    except pydantic.ValidationError as exc:
+        problems: dict[str, list[str]] = {}
+        for err in exc.errors(include_input=False, include_url=False):
+            problems.setdefault(".".join(str(p) for p in err["loc"]), []).append(err["msg"])
+        # The pydantic error quotes the request, key included: summarised, never chained.
+        raise ValidationFailed(problems, account=where.account, endpoint=where.endpoint) from None
