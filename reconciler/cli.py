@@ -85,11 +85,17 @@ def cli(
 
 @cli.command()
 @paths_argument
+@click.option(
+    "--account", "account_names", multiple=True, help="Only list this account (repeatable)."
+)
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
-def validate(paths: tuple[str, ...], output: str) -> int:
-    """Check manifests (schema and cross-file rules) without touching the network."""
+def validate(paths: tuple[str, ...], account_names: tuple[str, ...], output: str) -> int:
+    """Check manifests (schema and cross-file rules) without touching the network.
+
+    Every manifest is checked, whatever ``--account`` says: names must be unique across all.
+    """
     try:
-        accounts = load_manifests(paths or ("manifests",))
+        accounts = build_accounts(paths or ("manifests",), account_names)
     except ManifestError as exc:
         if output == "json":
             write_validation_json(exc.problems, [], sys.stdout)
@@ -99,7 +105,8 @@ def validate(paths: tuple[str, ...], output: str) -> int:
     if output == "json":
         write_validation_json([], [a.name for a in accounts], sys.stdout)
     else:
-        click.echo(f"{len(accounts)} accounts valid: {', '.join(a.name for a in accounts)}")
+        noun = "account" if len(accounts) == 1 else "accounts"
+        click.echo(f"{len(accounts)} {noun} valid: {', '.join(a.name for a in accounts)}")
     return EXIT_OK
 
 

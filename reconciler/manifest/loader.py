@@ -10,6 +10,7 @@ problems of all files are collected and raised together as one :class:`ManifestE
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,7 +48,7 @@ def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> tuple[LoadedAccou
         accounts.extend(_load_file(file, problems))
     problems.extend(_duplicate_accounts(accounts))
     if problems:
-        unique = dict.fromkeys(problems)  # an aliased node can yield the same problem twice
+        unique = dict.fromkeys(map(_one_line, problems))  # aliases can repeat a problem
         raise ManifestError(sorted(unique, key=lambda p: (p.file, p.line, p.column)))
     return tuple(sorted(accounts, key=lambda a: a.name))
 
@@ -232,7 +233,7 @@ def _structure_problems(file: str, node: yaml.MappingNode) -> Iterator[ManifestP
         key = key_node.value
         line, column = _position(key_node)
         path = _dotted((*loc, key))
-        if _SECRET_KEY.match(str(key)):
+        if _SECRET_KEY.fullmatch(str(key)):
             yield ManifestProblem(
                 file,
                 line,
@@ -452,7 +453,7 @@ def _unknown_key_message(root: yaml.Node, loc: Location, name: str) -> str:
     else:
         valid = _ALL_FIELDS
     close = difflib.get_close_matches(name, valid, n=1)
-    return f"unknown key '{name}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+    return f"unknown key {_shown(name)}" + (f" (did you mean '{close[0]}'?)" if close else "")
 
 
 def _scalar_at(root: yaml.Node, loc: Location) -> str | None:
@@ -493,8 +494,28 @@ def _position(node: yaml.Node) -> tuple[int, int]:
 
 
 def _dotted(loc: Location) -> str:
-    """``('models', 2, 'url')`` → ``models[2].url``."""
+    """``('models', 2, 'url')`` → ``models[2].url``; odd keys quoted: ``defaults["a b"]``."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{json.dumps(part)}]"
     return text
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _one_line(problem: ManifestProblem) -> ManifestProblem:
+    """Escape what would break "one problem a line": a manifest may put newlines anywhere."""
+    path, message = _printable(problem.path), _printable(problem.message)
+    if (path, message) == (problem.path, problem.message):
+        return problem
+    return ManifestProblem(problem.file, problem.line, problem.column, path, message)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

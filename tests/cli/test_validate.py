@@ -507,6 +507,21 @@ def test_example_manifests_are_valid(
     assert "3 accounts valid: render-farm, studio-prod, studio-staging" in out
 
 
+def test_account_narrows_the_listing_but_every_manifest_is_checked(
+    monkeypatch: pytest.MonkeyPatch, in_tree: ManifestTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(REPO)
+    assert run(["validate", "manifests", "--account", "studio-prod"]) == 0
+    assert capsys.readouterr().out == "1 account valid: studio-prod\n"
+
+    assert run(["validate", "manifests", "--account", "nope"]) == 1
+    assert "unknown account nope" in capsys.readouterr().err
+
+    in_tree({"a.yaml": COMMUNITY, "b.yaml": ENTERPRISE + "prune: some\n"})
+    assert run(["validate", ".", "--account", "acme"]) == 1
+    assert "b.yaml:5:8: prune:" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("head", "defaults", "entry"),
     [

