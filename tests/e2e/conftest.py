@@ -26,7 +26,7 @@ def world(
     monkeypatch.delenv("RECONCILER_SPAM_WINDOW", raising=False)
     config = EmulatorConfig(
         accounts=[
-            AccountConfig(name=name, key=keys[name], api=api, queue_limit=limit)  # type: ignore[arg-type]
+            AccountConfig(name=name, key=keys[name], api=api, queue_limit=limit)
             for name, (api, limit, _) in ACCOUNTS.items()
         ],
         time_scale=TIME_SCALE,

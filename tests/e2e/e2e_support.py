@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from reconciler.cli import run
+from reconciler.emulator.config import ApiKind
 from reconciler.emulator.server import EmulatorHandle
 
 #: Emulated seconds per real second: a 60 s load takes 1 s, the 30 s spam window 0.5 s.
@@ -37,7 +38,7 @@ APPLY_TIMEOUT = 30.0
 EIGHT_DAYS = 8 * 86_400
 
 #: Emulator accounts: name → (api, queue_limit, key variable).
-ACCOUNTS: Mapping[str, tuple[str, int, str]] = {
+ACCOUNTS: Mapping[str, tuple[ApiKind, int, str]] = {
     "studio": ("community", 5, "E2E_KEY_STUDIO"),
     "farm": ("enterprise", 5, "E2E_KEY_FARM"),
     "narrow": ("community", 2, "E2E_KEY_NARROW"),

@@ -3,6 +3,9 @@ replaced, the queue limit is respected, and ``status`` shows what is there."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from e2e_support import (
     EIGHT_DAYS,
@@ -16,6 +19,7 @@ from e2e_support import (
 )
 
 READY = "model_ready"
+ModelEntry = Callable[..., dict[str, Any]]
 
 
 def declare_both(world: World) -> None:
@@ -95,7 +99,9 @@ def test_eviction_after_eight_days_is_reloaded(world: World) -> None:
         ),
     ],
 )
-def test_changed_url_is_replaced(world: World, account: str, model, endpoint: str) -> None:  # type: ignore[no-untyped-def]
+def test_changed_url_is_replaced(
+    world: World, account: str, model: ModelEntry, endpoint: str
+) -> None:
     world.manifest(account, [model("keeper"), model("moving", url="org/old-weights")])
     assert world.apply().code == 0
     assert world.ledger.exists()
@@ -162,7 +168,9 @@ def test_protected_model_with_changed_url_is_blocked_not_replaced(world: World) 
         ("narrow-farm", enterprise_model, "v1/enterprise/load_model"),
     ],
 )
-def test_queue_limit_is_never_exceeded(world: World, account: str, model, endpoint: str) -> None:  # type: ignore[no-untyped-def]
+def test_queue_limit_is_never_exceeded(
+    world: World, account: str, model: ModelEntry, endpoint: str
+) -> None:
     """Five loads on an account that takes two at a time: no load is refused with a 429.
 
     The emulator counts every request that reaches an endpoint, and a load refused by the
