@@ -215,11 +215,14 @@ class AccountRun:
         return now in (Condition.LOADING, Condition.READY)
 
     def _mark_loading(self, model_id: str) -> None:
-        """Until the next listing, count a sent load as in progress."""
-        if self.plan.api == "community":
-            models = dict(self.live.models)
-            models[model_id] = LiveModel(model_id, Condition.LOADING, "model_loading")
-            self.live = LiveState(self.live.account, models)
+        """Until the next listing, count a sent load as in progress.
+
+        Without this, a replace on enterprise (whose listing shows the old model ready until
+        the new load ends, and then does not list it while it loads) would look settled at once.
+        """
+        models = dict(self.live.models)
+        models[model_id] = LiveModel(model_id, Condition.LOADING, "model_loading")
+        self.live = LiveState(self.live.account, models)
 
     # -- waiting ----------------------------------------------------------------------------
 

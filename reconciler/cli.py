@@ -9,12 +9,11 @@ errors (:class:`ReconcilerError`, bad usage) print one or two lines and exit 1, 
 
 from __future__ import annotations
 
-import contextlib
-import functools
+import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,9 +25,8 @@ from reconciler import schema as schema_files
 from reconciler.api.client import ClientSettings
 from reconciler.apply import ApplyOptions
 from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
-from reconciler.core.records import LedgerState
 from reconciler.core.report import ApplyReport
-from reconciler.engine import AccountFailure, RunConfig, run_apply, run_plan, run_status
+from reconciler.engine import AccountFailure, RunConfig, execute_apply, run_plan, run_status
 from reconciler.errors import ConfigError, ManifestError, ReconcilerError
 from reconciler.ledger.store import JsonFileLedger, default_ledger_path
 from reconciler.manifest.loader import load_manifests
@@ -75,6 +73,7 @@ def cli(
     debug: bool,
 ) -> None:
     """Keep the models on ModelsLab accounts equal to what YAML manifests declare."""
+    configure_logging(debug)
     ctx.obj = {
         "api_base": api_base,
         "spam_window": spam_window,
@@ -174,6 +173,16 @@ ledger_option = click.option(
 no_ledger_option = click.option(
     "--no-ledger", is_flag=True, help="Run without a ledger: no replace, no prune: managed."
 )
+
+
+def configure_logging(debug: bool) -> None:
+    """Log lines on stderr: everything with ``--debug``; otherwise warnings, but not the
+    routine retries of the API client, which progress already shows as waiting."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("stamina").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
 def build_accounts(paths: Sequence[str], names: Sequence[str]) -> tuple[LoadedAccount, ...]:
@@ -331,20 +340,15 @@ def apply(
     store = build_ledger(manifest_paths, ledger_path, no_ledger)
     options = ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval)
     show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
-    with ledger_session(store) as (ledger, save):
-        _, report, new_ledger = anyio.run(
-            functools.partial(
-                run_apply,
-                config,
-                ledger,
-                options,
-                saved=saved,
-                max_deletes=max_deletes,
-                on_plan=show_plan,
-                progress=make_progress(sys.stderr),
-            )
-        )
-        save(new_ledger)
+    report = execute_apply(
+        config,
+        store,
+        options,
+        saved=saved,
+        max_deletes=max_deletes,
+        on_plan=show_plan,
+        progress=make_progress(sys.stderr),
+    )
     REPORT_WRITERS[output](report, sys.stdout)
     return EXIT_OK if report.ok() else EXIT_FAILED
 
@@ -389,23 +393,6 @@ def demo(time_scale: float, paths: tuple[str, ...]) -> int:
     from reconciler.demo import run_demo  # only this command needs the emulator
 
     return run_demo(sys.stdout, paths or DEFAULT_PATHS, time_scale=time_scale)
-
-
-@contextlib.contextmanager
-def ledger_session(
-    store: JsonFileLedger | None,
-) -> Iterator[tuple[LedgerState | None, Callable[[LedgerState | None], None]]]:
-    """Hold the ledger's lock for a whole apply: yield its state and a function to save it."""
-    if store is None:
-        yield None, lambda _state: None
-        return
-
-    def save(state: LedgerState | None) -> None:
-        if state is not None:
-            store.write(state)
-
-    with store.lock():
-        yield store.read(), save
 
 
 def main(argv: Sequence[str] | None = None) -> None:

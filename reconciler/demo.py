@@ -9,7 +9,6 @@ are generated here and never printed; the ledger lives in a temporary folder.
 
 from __future__ import annotations
 
-import functools
 import secrets
 import tempfile
 import time
@@ -17,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-import anyio
 import httpx
 
 from reconciler.api.client import ClientSettings
@@ -26,7 +24,7 @@ from reconciler.core.report import ApplyReport
 from reconciler.emulator.config import AccountConfig, EmulatorConfig
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
-from reconciler.engine import PlanRun, RunConfig, run_apply
+from reconciler.engine import PlanRun, RunConfig, execute_apply
 from reconciler.ledger.store import JsonFileLedger
 from reconciler.manifest.loader import load_manifests
 from reconciler.manifest.models import LoadedAccount
@@ -117,19 +115,9 @@ def _apply(
         write_plan_text(run.plan, stream)
         _say(stream, "")
 
-    with ledger.lock():
-        _, report, new_ledger = anyio.run(
-            functools.partial(
-                run_apply,
-                config,
-                ledger.read(),
-                options,
-                on_plan=show_plan,
-                progress=make_progress(stream),
-            )
-        )
-        if new_ledger is not None:
-            ledger.write(new_ledger)
+    report = execute_apply(
+        config, ledger, options, on_plan=show_plan, progress=make_progress(stream)
+    )
     write_report_text(report, stream)
     return report
 

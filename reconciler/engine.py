@@ -9,8 +9,10 @@ the remote in :mod:`reconciler.apply`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -24,7 +26,14 @@ from reconciler.core.live import LiveState
 from reconciler.core.plan import DEFAULT_MAX_DELETES, AccountPlan, Plan, make_plan, plan_account
 from reconciler.core.records import LedgerState
 from reconciler.core.report import AccountReport, ApplyReport, Outcome
-from reconciler.errors import FailureReason, PlanBlocked, ReconcilerError, StalePlanError
+from reconciler.errors import (
+    FailureReason,
+    LedgerLocked,
+    PlanBlocked,
+    ReconcilerError,
+    StalePlanError,
+)
+from reconciler.ledger.store import LedgerStore
 from reconciler.manifest.models import LoadedAccount
 
 
@@ -184,7 +193,7 @@ async def apply_workspace(
                 group.start_soon(apply_one, account_plan)
     finally:
         sink.close()
-    failed = [_failed_account_report(f) for f in run.failures]
+    failed = [_failed_account_report(f, workspace.account(f.account).api) for f in run.failures]
     ordered = sorted([*reports.values(), *failed], key=lambda r: r.account)
     return ApplyReport(accounts=tuple(ordered), waited=options.wait), new_ledger
 
@@ -234,10 +243,15 @@ def _account_report(
     )
 
 
-def _failed_account_report(failure: AccountFailure) -> AccountReport:
+def refused_report(exc: ReconcilerError) -> ApplyReport:
+    """The report of a run refused before it sent anything (stale plan, guard, lock)."""
+    return ApplyReport(waited=False, refused=str(exc), refused_reason=exc.failure_reason)
+
+
+def _failed_account_report(failure: AccountFailure, api: str) -> AccountReport:
     return AccountReport(
         account=failure.account,
-        api="",
+        api=api,
         converged=False,
         failure_reason=failure.reason,
         message=failure.message,
@@ -302,3 +316,55 @@ async def run_status(config: RunConfig) -> tuple[dict[str, LiveState], list[Acco
         workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
         live, failures = await read_live_states(workspace.clients)
         return live, [*workspace.failures, *failures]
+
+
+def execute_apply(
+    config: RunConfig,
+    store: LedgerStore | None,
+    options: ApplyOptions,
+    *,
+    saved: Plan | None = None,
+    max_deletes: int = DEFAULT_MAX_DELETES,
+    on_plan: Callable[[PlanRun], None] | None = None,
+    progress: ProgressSink | None = None,
+) -> ApplyReport:
+    """``apply`` from start to end, under the ledger's lock; saves the ledger it leaves.
+
+    A run refused before it sent anything (a stale saved plan, a guard, a held lock) gives a
+    report that says so, with its ``failure_reason``, rather than an exception.
+    """
+    try:
+        with _ledger_session(store) as (ledger, save):
+            _, report, new_ledger = anyio.run(
+                functools.partial(
+                    run_apply,
+                    config,
+                    ledger,
+                    options,
+                    saved=saved,
+                    max_deletes=max_deletes,
+                    on_plan=on_plan,
+                    progress=progress,
+                )
+            )
+            save(new_ledger)
+    except (StalePlanError, PlanBlocked, LedgerLocked) as exc:
+        return refused_report(exc)
+    return report
+
+
+@contextlib.contextmanager
+def _ledger_session(
+    store: LedgerStore | None,
+) -> Iterator[tuple[LedgerState | None, Callable[[LedgerState | None], None]]]:
+    """Hold the ledger's lock for a whole apply: yield its state and a function to save it."""
+    if store is None:
+        yield None, lambda _state: None
+        return
+
+    def save(state: LedgerState | None) -> None:
+        if state is not None:
+            store.write(state)
+
+    with store.lock():
+        yield store.read(), save

@@ -69,11 +69,15 @@ class ApplyReport(BaseModel):
     format_version: int = REPORT_FORMAT_VERSION
     accounts: tuple[AccountReport, ...] = ()
     waited: bool = True
+    refused: str = Field(default="", description="Why the run was refused before acting.")
+    refused_reason: FailureReason | None = None
 
     def ok(self) -> bool:
         """Whether every account converged (the run exits 0)."""
-        return all(account.converged for account in self.accounts)
+        return not self.refused and all(account.converged for account in self.accounts)
 
     def failure_reason(self) -> FailureReason | None:
-        """The first failure reason of the run, for ``$GITHUB_OUTPUT``."""
+        """The run's failure reason: its refusal's, else the first account's."""
+        if self.refused_reason is not None:
+            return self.refused_reason
         return next((a.failure_reason for a in self.accounts if a.failure_reason), None)

@@ -45,6 +45,8 @@ def account_report_lines(account: AccountReport) -> list[str]:
 
 def closing_line(report: ApplyReport) -> str:
     """One line for the whole run."""
+    if report.refused:
+        return f"Apply refused ({report.failure_reason()}): {report.refused}"
     total = len(report.accounts)
     failed = sum(1 for account in report.accounts if not account.converged)
     waited = "" if report.waited else " Requests were sent without waiting (--no-wait)."

@@ -84,19 +84,7 @@ def test_eviction_after_eight_days_is_reloaded(world: World) -> None:
     ("account", "model", "endpoint"),
     [
         ("studio", community_model, "v3/load_model"),
-        pytest.param(
-            "farm",
-            enterprise_model,
-            "v1/enterprise/load_model",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="apply.py AccountRun: after a replace is sent on enterprise, the live "
-                "view still says ready (_mark_loading only marks community models), so "
-                "_wait_until_settled does not wait, the item is reported done/ready while the "
-                "new load runs, and the final re-plan (model not listed while loading) finds "
-                "'load moving': exit 1 not-converged",
-            ),
-        ),
+        ("farm", enterprise_model, "v1/enterprise/load_model"),
     ],
 )
 def test_changed_url_is_replaced(

@@ -14,6 +14,8 @@ from e2e_support import (
     items,
 )
 
+from reconciler.ledger.store import JsonFileLedger
+
 READY = "model_ready"
 DELETE = "v1/enterprise/delete_model"
 
@@ -151,8 +153,9 @@ def test_max_deletes_stops_the_run_before_any_request(world: World) -> None:
 
     applied = world.apply("--max-deletes", "1")
     assert applied.code == 1, applied.text
-    assert "refused before sending anything" in applied.err
-    assert "--max-deletes 1" in applied.err
+    assert "Apply refused (apply-failed)" in applied.out
+    assert "refused before sending anything" in applied.out
+    assert "--max-deletes 1" in applied.out
 
     assert world.mutations() == {}
     assert world.statuses("farm") == {"old-1": READY, "old-2": READY}
@@ -176,8 +179,11 @@ def test_never_empty_guard_stops_the_run_before_any_request(world: World) -> Non
 
     applied = world.apply("-o", "json")
     assert applied.code == 1, applied.text
-    assert "refused before sending anything" in applied.err
-    assert "farm: the plan deletes all 2 models" in applied.err
+    report = applied.json()
+    assert report["ok"] is False
+    assert report["failure_reason"] == "apply-failed"
+    assert "refused before sending anything" in report["refused"]
+    assert "farm: the plan deletes all 2 models" in report["refused"]
 
     assert world.mutations() == {}
     assert world.statuses("farm") == {"only-1": READY, "only-2": READY}
@@ -197,7 +203,11 @@ def test_stale_saved_plan_is_refused_and_a_fresh_one_applies(world: World) -> No
 
     refused = world.apply(target=[str(saved)])
     assert refused.code == 1, refused.text
-    assert "live state of studio changed since the plan was made" in refused.err
+    assert "Apply refused (plan-changed)" in refused.out
+    assert "live state of studio changed since the plan was made" in refused.out
+    as_json = world.apply("-o", "json", target=[str(saved)])
+    assert as_json.code == 1, as_json.text
+    assert as_json.json()["failure_reason"] == "plan-changed"
     assert world.mutations() == {}
     assert world.statuses("farm") == {}
 
@@ -209,3 +219,20 @@ def test_stale_saved_plan_is_refused_and_a_fresh_one_applies(world: World) -> No
     assert world.statuses("studio") == {"wanted": READY, "loaded-by-hand": READY}
     assert world.statuses("farm") == {"also-wanted": READY}
     assert world.plan("--detailed-exitcode").code == 0
+
+
+# -- the ledger's lock ---------------------------------------------------------------------------
+
+
+def test_a_held_ledger_lock_refuses_apply_before_any_request(world: World) -> None:
+    world.manifest("studio", [community_model("wanted")])
+
+    with JsonFileLedger(world.ledger).lock():  # another run on this machine holds it
+        refused = world.apply("-o", "json")
+
+    assert refused.code == 1, refused.text
+    report = refused.json()
+    assert report["failure_reason"] == "locked"
+    assert "locked by another reconciler run" in report["refused"]
+    assert world.mutations() == {}
+    assert world.apply().code == 0  # once released, the next run goes ahead
