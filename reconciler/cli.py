@@ -195,21 +195,24 @@ def build_accounts(paths: Sequence[str], names: Sequence[str]) -> tuple[LoadedAc
     return tuple(a for a in accounts if not names or a.name in names)
 
 
-def build_run_config(obj: dict[str, Any], paths: Sequence[str], names: Sequence[str]) -> RunConfig:
-    """Accounts, environment and client settings of a networked command."""
+def build_run(
+    obj: dict[str, Any],
+    paths: Sequence[str],
+    names: Sequence[str],
+    ledger_path: Path | None,
+    no_ledger: bool,
+) -> tuple[RunConfig, JsonFileLedger | None]:
+    """What a networked command needs: accounts, environment, client settings, ledger store.
+
+    The ledger is None with ``--no-ledger``; else ``--ledger`` or the file beside the manifests.
+    """
+    paths = paths or DEFAULT_PATHS
     settings = ClientSettings(
         request_timeout=obj["request_timeout"], spam_window=obj["spam_window"]
     )
-    return RunConfig(build_accounts(paths, names), os.environ, obj["api_base"], settings)
-
-
-def build_ledger(
-    paths: Sequence[str], ledger_path: Path | None, no_ledger: bool
-) -> JsonFileLedger | None:
-    """The ledger store of the run, or None with ``--no-ledger``."""
-    if no_ledger:
-        return None
-    return JsonFileLedger(ledger_path or default_ledger_path(paths))
+    config = RunConfig(build_accounts(paths, names), os.environ, obj["api_base"], settings)
+    store = None if no_ledger else JsonFileLedger(ledger_path or default_ledger_path(paths))
+    return config, store
 
 
 def split_plan_file(paths: Sequence[str]) -> tuple[Path | None, tuple[str, ...]]:
@@ -279,9 +282,7 @@ def plan(
     no_ledger: bool,
 ) -> int:
     """Read live state and show what apply would do."""
-    paths = paths or DEFAULT_PATHS
-    config = build_run_config(obj, paths, account_names)
-    store = build_ledger(paths, ledger_path, no_ledger)
+    config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
     run = anyio.run(run_plan, config, store.read() if store else None, max_deletes)
     if out_file is not None:
         write_plan_file(run.plan, out_file)
@@ -335,9 +336,8 @@ def apply(
 ) -> int:
     """Converge the accounts on the manifests (or on a saved plan), wait, and report."""
     plan_file, manifest_paths = split_plan_file(paths)
-    config = build_run_config(obj, manifest_paths, account_names)
+    config, store = build_run(obj, manifest_paths, account_names, ledger_path, no_ledger)
     saved = read_plan_file(plan_file) if plan_file is not None else None
-    store = build_ledger(manifest_paths, ledger_path, no_ledger)
     options = ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval)
     show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
     report = execute_apply(
@@ -369,9 +369,7 @@ def status(
     no_ledger: bool,
 ) -> int:
     """Show every declared and unmanaged model with its live condition."""
-    paths = paths or DEFAULT_PATHS
-    config = build_run_config(obj, paths, account_names)
-    store = build_ledger(paths, ledger_path, no_ledger)
+    config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
     live, failures = anyio.run(run_status, config)
     rows = status_rows(config.accounts, live, store.read() if store else None)
     (write_status_json if output == "json" else write_status_text)(rows, sys.stdout)
