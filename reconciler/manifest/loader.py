@@ -204,6 +204,9 @@ def _load_document(
         return None
     local = list(_structure_problems(file, node))
     local.extend(_duplicate_model_ids(file, node, data.get("models")))
+    for loc, message in models.missing_required(data):
+        line, column = _position(_node_at(node, loc))
+        local.append(ManifestProblem(file, line, column, _dotted(loc), message))
     secret_paths = {p.path for p in local}
     try:
         account = models.ACCOUNT_ADAPTER.validate_python(data)
@@ -214,9 +217,6 @@ def _load_document(
                 local.append(problem)
         problems.extend(local)
         return None
-    for loc, message in models.missing_required(account):
-        line, column = _position(_node_at(node, loc))
-        local.append(ManifestProblem(file, line, column, _dotted(loc), message))
     problems.extend(local)
     if local:
         return None

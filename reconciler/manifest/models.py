@@ -284,20 +284,24 @@ def _merged(
     return {**defaults, **own}
 
 
-def missing_required(
-    account: CommunityAccount | EnterpriseAccount,
-) -> list[tuple[tuple[str | int, ...], str]]:
-    """Required load fields that neither a present entry nor the defaults supply.
+def missing_required(document: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Required load fields that neither a present entry nor the account's defaults supply.
 
-    Returns ``(location, message)`` pairs; the loader turns locations into file:line.
+    Works on the raw document, so that a missing field is reported in the same run as the
+    schema's errors; entries of the wrong shape are left to those. Returns ``(location,
+    message)`` pairs; the loader turns locations into file:line.
     """
+    api, entries = document.get("api"), document.get("models")
+    if not isinstance(api, str) or api not in _REQUIRED or not isinstance(entries, list):
+        return []
+    defaults = document.get("defaults")
+    supplied = defaults if isinstance(defaults, Mapping) else {}
     problems: list[tuple[tuple[str | int, ...], str]] = []
-    for index, entry in enumerate(account.models):
-        if isinstance(entry, AbsentModel):
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or entry.get("ensure") == "absent":
             continue
-        merged = _merged(account, entry)
-        for name in _REQUIRED[account.api]:
-            if name not in merged:
+        for name in _REQUIRED[api]:
+            if entry.get(name) is None and supplied.get(name) is None:
                 problems.append(
                     (("models", index), f"'{name}' is required (set it here or in defaults)")
                 )

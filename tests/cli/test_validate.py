@@ -440,10 +440,11 @@ def test_broken_manifest_is_reported(
     out, err = capsys.readouterr()
     assert code == 1, err
     assert err.rstrip().splitlines()[-1].endswith("found")  # one line a problem, then a count
-    problem = next((line for line in err.splitlines() if line.startswith(case.where)), None)
-    assert problem is not None, f"no problem at {case.where} in:\n{err}"
-    if case.path:
-        assert f": {case.path}: " in problem
+    # Several problems may share a line (a missing field and a bad value of the same entry).
+    at_where = [line for line in err.splitlines() if line.startswith(case.where)]
+    assert at_where, f"no problem at {case.where} in:\n{err}"
+    problem = next((line for line in at_where if not case.path or f": {case.path}: " in line), None)
+    assert problem is not None, f"no problem with path {case.path} at {case.where} in:\n{err}"
     for fragment in case.says:
         assert fragment in problem
     assert "Traceback" not in out + err

@@ -145,6 +145,21 @@ def test_an_error_carries_every_problem_as_data(manifest_tree: ManifestTree) -> 
     assert caught.value.failure_reason == "invalid-manifest"
 
 
+def test_a_missing_field_is_reported_with_the_schema_errors(manifest_tree: ManifestTree) -> None:
+    text = (
+        "version: 1\naccount: a\napi: community\nkey_env: K\nmodels:\n"
+        "  - model_id: x\n    url: org/x\n    model_format: safetensor\n"
+    )
+    root = manifest_tree({"a.yaml": text})
+
+    with pytest.raises(ManifestError) as caught:
+        load_manifests([root])
+
+    found = {(p.line, p.path, p.message.split(" (")[0]) for p in caught.value.problems}
+    assert (6, "models[0]", "'model_category' is required") in found
+    assert any(path == "models[0].model_format" for _, path, _ in found)
+
+
 def test_a_file_that_is_not_utf8_is_a_problem(manifest_tree: ManifestTree) -> None:
     root = manifest_tree({})
     (root / "bad.yaml").write_bytes(b"version: 1\naccount: \xff\xfe\n")
