@@ -290,19 +290,25 @@ class AccountRun:
                 )
 
     def _report(self, phase: str) -> None:
+        self.progress.account_update(self.plan.account, phase, self.counts())
+
+    def counts(self) -> dict[str, int]:
+        """How many of the touched models are in each condition (``deleted`` for deletes)."""
         counts: dict[str, int] = {}
         for item in self.items.values():
             if item.change.action.is_change:
-                key = self._shown_condition(item).value
+                key = self._shown_condition(item)
                 counts[key] = counts.get(key, 0) + 1
-        self.progress.account_update(self.plan.account, phase, counts)
+        return counts
 
-    def _shown_condition(self, item: _Item) -> Condition:
+    def _shown_condition(self, item: _Item) -> str:
         """The condition to show; a sent load an enterprise server does not list yet is loading."""
         now = self.live.condition(item.change.model_id)
-        if item.sent and now is Condition.MISSING and item.change.action is not Action.DELETE:
-            return Condition.LOADING
-        return now
+        if item.change.action is Action.DELETE:
+            return "deleted" if item.outcome is Outcome.DONE else now.value
+        if item.sent and now is Condition.MISSING:
+            return Condition.LOADING.value
+        return now.value
 
     def _items_with(self, action: Action) -> list[_Item]:
         return [item for item in self.items.values() if item.change.action is action]

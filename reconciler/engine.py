@@ -184,7 +184,7 @@ async def apply_workspace(
         sink.account_update(
             account_plan.account,
             "done" if reports[account_plan.account].converged else "failed",
-            {},
+            account_run.counts(),
         )
 
     try:
