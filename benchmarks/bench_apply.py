@@ -336,7 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("  per model", f"{r['requests_total'] / n_models:.2f}"),
                 ("  by endpoint", json.dumps(r["requests_endpoints"])),
                 ("refused", json.dumps(r["refused"]) if r["refused"] else "none"),
-                ("max in flight sampled/exact", ", ".join(f"{k} ×{v}" for k, v in peaks.items())),
+                (
+                    "max in flight: sampled/exact of limit ×accounts",
+                    ", ".join(f"{k} ×{v}" for k, v in peaks.items()),
+                ),
                 ("state samples", f"{r['sampler_samples']} ({r['sampler_errors']} errors)"),
                 ("converged", "yes" if r["converged"] else f"no: {r['not_converged']}"),
             ]
