@@ -24,6 +24,8 @@ class FieldChange(BaseModel):
 
 def diff_specs(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[FieldChange, ...]:
     """Every field added, removed or changed from ``old`` to ``new``, sorted by field name."""
+    if not old:  # a first load: every field is new, nothing to compare
+        return tuple(FieldChange(path=name, new=new[name]) for name in sorted(new))
     # threshold 0: always descend into the dicts, never report "the whole spec changed".
     tree = DeepDiff(dict(old), dict(new), view="tree", threshold_to_diff_deeper=0)
     changes: dict[str, FieldChange] = {}
