@@ -6,11 +6,16 @@ For each account, :class:`AccountRun`:
    progress on the server (counted from the listing, including loads this tool did not start):
    the next load goes out as soon as a listing shows one finished, instead of collecting 429s;
 2. re-observes the listing before ever resending a load whose answer was lost (timeout,
-   dropped connection, 5xx): a load that landed is never sent twice;
+   dropped connection, 5xx): it is resent only when the listing proves it did not land; when
+   the listing cannot tell (or cannot be read), it is never resent, and the item stays
+   *unconfirmed* until a later listing proves it landed: an unconfirmed load is reported as
+   failed and leaves the ledger as it was, so the next run looks again;
 3. waits, polling the account's listing (never each model; the client never repeats an
    identical request inside the spam window), until every touched model is ready or failed or
    the deadline passes;
-4. returns each item's outcome and the ledger entries to record.
+4. records each accepted request in the ledger at once (through ``record``), so that an
+   interrupted run still leaves a true ledger, and returns each item's outcome and the final
+   ledger entries.
 
 One item failing does not stop the others; an account failing does not stop other accounts
 (the caller runs accounts concurrently). The plan's ``reason`` texts are never consulted.
@@ -19,9 +24,10 @@ One item failing does not stop the others; an account failing does not stop othe
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 
 import anyio
 
@@ -33,7 +39,6 @@ from reconciler.core.records import LedgerEntry
 from reconciler.core.report import FailureReason, ItemReport, Outcome
 from reconciler.errors import (
     ApiError,
-    ApiUnreachable,
     InvalidKey,
     RateLimited,
     ReconcilerError,
@@ -54,6 +59,27 @@ class ApplyOptions:
     wait: bool = True
     timeout: float = 1800.0  # seconds from the start of the run until waiting gives up
     poll_interval: float = 30.0  # seconds between two listings of one account
+    #: Seconds an enterprise load this run sent, and that the server does not list yet, keeps
+    #: its place in the queue. Enterprise servers never list a failed load, so without a bound
+    #: one bad url would hold a place until the deadline; past it, the server's own queue
+    #: limit (a 429 the client retries) decides.
+    load_grace: float = 300.0
+
+
+class _Landing(Enum):
+    """What a listing says of a load whose answer was lost."""
+
+    LANDED = "landed"
+    NOT_LANDED = "not-landed"
+    UNKNOWN = "unknown"
+
+
+#: Receives each ledger entry as soon as it is known (None removes the entry).
+Recorder = Callable[[str, LedgerEntry | None], None]
+
+
+def _ignore_record(model_id: str, entry: LedgerEntry | None) -> None:
+    """The recorder of a run without a ledger."""
 
 
 @dataclass
@@ -66,6 +92,9 @@ class _Item:
     message: str = ""
     sent: bool = False
     attempts: int = 0
+    sent_at: float = 0.0
+    #: The answer to the request was lost and no listing has proved it landed yet.
+    unconfirmed: bool = False
 
     def finish(
         self, outcome: Outcome, message: str = "", failure: FailureReason | None = None
@@ -83,9 +112,14 @@ class AccountRun:
     options: ApplyOptions
     progress: ProgressSink
     deadline: float
+    #: The account's ledger entries as they were before the run.
+    previous: Mapping[str, LedgerEntry] = field(default_factory=dict)
+    record: Recorder = _ignore_record
     items: dict[str, _Item] = field(default_factory=dict)
     #: Whether the remote changed since ``live`` was last listed.
     stale: bool = False
+    #: The last listing error while waiting, shown if the wait ends without an answer.
+    listing_error: str = ""
 
     async def run(self) -> None:
         """Carry out the plan; errors end up in the items, never raised (but for bugs)."""
@@ -95,7 +129,7 @@ class AccountRun:
             await self._load_all()
             if self.options.wait:
                 await self._wait_until_settled()
-        except ApiError as exc:  # a bad key, or a listing that kept failing: stop the account
+        except InvalidKey as exc:  # nothing more can succeed on this account
             self._fail_unfinished(exc)
         self._settle_items()
 
@@ -112,6 +146,7 @@ class AccountRun:
                 continue
             item.sent = self.stale = True
             item.finish(Outcome.DONE, "deleted")
+            self.record(item.change.model_id, None)
             self.progress.event(self.plan.account, f"- deleted {item.change.model_id}")
 
     # -- loads, reloads, replaces under the queue limit ------------------------------------
@@ -144,12 +179,14 @@ class AccountRun:
             m.model_id for m in self.live.models.values() if m.condition is Condition.LOADING
         }
         if self.plan.api == "enterprise":  # loading models are not listed: count our own
-            loading |= {
+            now = time.monotonic()
+            loading = {
                 model_id
                 for model_id, item in self.items.items()
                 if item.sent
                 and item.outcome is None
                 and self.live.condition(model_id) is not Condition.READY
+                and now - item.sent_at < self.options.load_grace
             }
         return len(loading)
 
@@ -166,10 +203,14 @@ class AccountRun:
                 return
             except TransientError as exc:
                 # The answer was lost or unclear: look before sending the same load again.
-                if await self._landed(change):
-                    break
-                item.message = str(exc)
-                continue
+                landing = await self._landed(change)
+                if landing is _Landing.NOT_LANDED:
+                    item.message = str(exc)
+                    continue
+                if landing is _Landing.UNKNOWN:
+                    item.unconfirmed = True
+                    item.message = f"the answer was lost ({exc}) and no listing confirmed the load"
+                break
             except ReconcilerError as exc:
                 item.finish(Outcome.FAILED, str(exc), exc.failure_reason)
                 return
@@ -182,6 +223,9 @@ class AccountRun:
             )
             return
         item.sent = self.stale = True
+        item.sent_at = time.monotonic()
+        if not item.unconfirmed:
+            self.record(change.model_id, self._entry(item, "applied"))
         self._mark_loading(change.model_id)
         self.progress.event(
             self.plan.account,
@@ -194,25 +238,24 @@ class AccountRun:
         else:  # load, replace, and an enterprise "reload" (load_model again, design.md §3)
             await self.client.load(change.model_id, change.spec)
 
-    async def _landed(self, change: ModelChange) -> bool:
+    async def _landed(self, change: ModelChange) -> _Landing:
         """Re-observe the listing: did a load whose answer was lost reach the server?
 
-        An enterprise server does not list a model while it loads, so there a lost answer
-        cannot be told from a load that never arrived: it is never resent, and the wait shows
-        whether the model appears.
+        Resending is safe only when the listing proves the load did not land: on community, a
+        landed load shows ``model_loading`` at once. When the listing cannot be read, or cannot
+        tell (an enterprise server does not list a loading model; a new load over a loading
+        one looks like the old), the answer is unknown and the load is never resent.
         """
-        if self.plan.api == "enterprise":
-            return True
         try:
             await self._refresh()
-        except ApiUnreachable:
-            return False
+        except ReconcilerError:
+            return _Landing.UNKNOWN
         now = self.live.condition(change.model_id)
-        if change.action is Action.RELOAD:
-            return now is not Condition.EVICTED
-        if change.action is Action.REPLACE:
-            return now is Condition.LOADING
-        return now in (Condition.LOADING, Condition.READY)
+        if _shows_new_load(change.condition, now):
+            return _Landing.LANDED
+        if self.plan.api == "community" and change.condition is not Condition.LOADING:
+            return _Landing.NOT_LANDED
+        return _Landing.UNKNOWN
 
     def _mark_loading(self, model_id: str) -> None:
         """Until the next listing, count a sent load as in progress.
@@ -242,14 +285,33 @@ class AccountRun:
         ]
 
     async def _poll(self) -> None:
+        """Wait a poll interval and list again; a failed listing is a skipped poll, not the end."""
         remaining = self.deadline - time.monotonic()
         await anyio.sleep(max(0.0, min(self.options.poll_interval, remaining)))
-        await self._refresh()
+        try:
+            await self._refresh()
+        except InvalidKey:
+            raise
+        except ReconcilerError as exc:
+            self.listing_error = str(exc)
+            self.progress.event(self.plan.account, f"listing failed, trying again: {exc}")
+            return
         self._report("waiting")
 
     async def _refresh(self) -> None:
-        self.live = await self.client.read_live()
+        self.live = await self.client.read_live(deadline=self.deadline)
         self.stale = False
+        self._confirm_landed()
+
+    def _confirm_landed(self) -> None:
+        """A listing that proves an unconfirmed load landed confirms it (and records it)."""
+        for model_id, item in self.items.items():
+            if item.unconfirmed and _shows_new_load(
+                item.change.condition, self.live.condition(model_id)
+            ):
+                item.unconfirmed = False
+                item.message = ""
+                self.record(model_id, self._entry(item, "applied"))
 
     async def refresh_quietly(self) -> None:
         """List once more for the final re-plan; keep the last view if the listing fails."""
@@ -271,6 +333,12 @@ class AccountRun:
                 item.finish(outcome, item.change.reason)
             elif not item.sent and action is not Action.WAIT:
                 item.finish(Outcome.SKIPPED, item.message or "not attempted", "apply-failed")
+            elif item.unconfirmed:
+                item.finish(
+                    Outcome.FAILED,
+                    f"{item.message}; the next run looks again",
+                    "api-unreachable",
+                )
             elif now is Condition.READY:
                 item.finish(Outcome.DONE, "ready")
             elif now is Condition.FAILED:
@@ -278,8 +346,9 @@ class AccountRun:
             elif not self.options.wait:
                 item.finish(Outcome.SENT, f"sent; {now.value} when last seen")
             else:
+                why = f" (last listing: {self.listing_error})" if self.listing_error else ""
                 item.finish(
-                    Outcome.TIMED_OUT, f"still {now.value} at the deadline", "not-converged"
+                    Outcome.TIMED_OUT, f"still {now.value} at the deadline{why}", "not-converged"
                 )
 
     def _fail_unfinished(self, exc: ApiError) -> None:
@@ -329,11 +398,13 @@ class AccountRun:
             for item in self.items.values()
         )
 
-    def ledger_updates(
-        self, previous: Mapping[str, LedgerEntry], now: datetime | None = None
-    ) -> dict[str, LedgerEntry | None]:
-        """The ledger entries this run leaves behind (None removes an entry)."""
-        stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    def ledger_updates(self, now: datetime | None = None) -> dict[str, LedgerEntry | None]:
+        """The ledger entries this run leaves behind (None removes an entry).
+
+        An unconfirmed load leaves its entry as it was: the ledger must not claim a spec the
+        server may never have received.
+        """
+        stamp = _stamp(now)
         updates: dict[str, LedgerEntry | None] = {}
         for model_id, item in self.items.items():
             change = item.change
@@ -343,21 +414,50 @@ class AccountRun:
                 change.action is Action.NOOP
                 and change.declared
                 and change.spec
-                and (model_id not in previous)
+                and (model_id not in self.previous)
             ):
                 updates[model_id] = _entry(change, stamp, "adopted", 0)
+            elif item.unconfirmed:
+                continue
             elif change.spec and (item.sent or change.action is Action.WAIT):
-                updates[model_id] = _entry_after(change, item, previous.get(model_id), stamp)
+                updates[model_id] = _entry_after(change, item, self.previous.get(model_id), stamp)
         return updates
+
+    def _entry(self, item: _Item, outcome: str) -> LedgerEntry | None:
+        """The entry of a request just accepted (``applied``), before its outcome is known."""
+        before = self.previous.get(item.change.model_id)
+        return _entry_after(item.change, item, before, _stamp(None), pending=outcome)
+
+
+def _shows_new_load(before: Condition, now: Condition) -> bool:
+    """Whether a listing proves that a load sent while the model was ``before`` landed."""
+    if before in (Condition.MISSING, Condition.FAILED, Condition.EVICTED):
+        return now in (Condition.LOADING, Condition.READY)
+    if before is Condition.READY:  # community lists it loading; enterprise stops listing it
+        return now in (Condition.LOADING, Condition.MISSING)
+    return False  # over a running load, a new load looks like the old one
+
+
+def _stamp(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _entry_after(
-    change: ModelChange, item: _Item, before: LedgerEntry | None, stamp: str
+    change: ModelChange,
+    item: _Item,
+    before: LedgerEntry | None,
+    stamp: str,
+    *,
+    pending: str = "",
 ) -> LedgerEntry | None:
+    """The entry for ``item``: its outcome's, or ``pending`` while the outcome is not known."""
     if change.action is Action.RELOAD and before is not None:
         # A reload brings back the spec that was loaded, which may not be the declared one.
-        outcome = "ready" if item.outcome is Outcome.DONE else "applied"
+        outcome = "ready" if item.outcome is Outcome.DONE and not pending else "applied"
         return before.model_copy(update={"applied_at": stamp, "outcome": outcome})
+    if pending:
+        failures = before.failures if before and before.spec_hash == change.spec_hash else 0
+        return _entry(change, stamp, pending, failures)
     if item.outcome is Outcome.DONE:
         return _entry(change, stamp, "ready", 0)
     if item.outcome is Outcome.FAILED:

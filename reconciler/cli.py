@@ -29,7 +29,7 @@ from reconciler.core.report import ApplyReport
 from reconciler.engine import AccountFailure, RunConfig, execute_apply, run_plan, run_status
 from reconciler.errors import ConfigError, ManifestError, ReconcilerError
 from reconciler.ledger.store import JsonFileLedger, default_ledger_path
-from reconciler.manifest.loader import load_manifests
+from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import LoadedAccount
 from reconciler.planfile import read_plan_file, write_plan_file
 from reconciler.render.diagnostics import write_problems_text, write_validation_json
@@ -118,6 +118,13 @@ def schema(mode: str) -> int:
         changed = schema_files.write_schema()
         click.echo(f"{schema_files.SCHEMA_FILE}: {'written' if changed else 'up to date'}")
         return EXIT_OK
+    if not schema_files.SCHEMA_FILE.is_file():
+        click.echo(
+            f"there is no schema file at {schema_files.SCHEMA_FILE}: run from the repository "
+            "root, or `reconciler schema --write` to create it",
+            err=True,
+        )
+        return EXIT_FAILED
     if schema_files.schema_is_current():
         click.echo(f"{schema_files.SCHEMA_FILE}: up to date")
         return EXIT_OK
@@ -158,7 +165,7 @@ def emulator(
 
 # -- building collaborators -------------------------------------------------------------------
 
-DEFAULT_PATHS = ("manifests",)
+DEFAULT_PATHS = DEFAULT_MANIFEST_PATHS
 
 account_option = click.option(
     "--account", "account_names", multiple=True, help="Only this account (repeatable)."
@@ -284,10 +291,12 @@ def plan(
     """Read live state and show what apply would do."""
     config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
     run = anyio.run(run_plan, config, store.read() if store else None, max_deletes)
-    if out_file is not None:
-        write_plan_file(run.plan, out_file)
     PLAN_WRITERS[output](run.plan, sys.stdout)
     echo_failures(run.failures)
+    if out_file is not None and not run.failures:  # an incomplete plan is never saved
+        write_plan_file(run.plan, out_file)
+    elif out_file is not None:
+        click.echo(f"error: {out_file} not written: the plan is incomplete", err=True)
     if run.failures or run.plan.is_blocked():
         return EXIT_FAILED
     return EXIT_CHANGES if detailed_exitcode and run.plan.has_changes() else EXIT_OK

@@ -20,13 +20,15 @@ import httpx
 
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings, resolve_api_base
 from reconciler.api.secret import key_from_env
-from reconciler.apply import AccountRun, ApplyOptions
+from reconciler.apply import AccountRun, ApplyOptions, Recorder
 from reconciler.core.events import NullProgress, ProgressSink
 from reconciler.core.live import LiveState
 from reconciler.core.plan import DEFAULT_MAX_DELETES, AccountPlan, Plan, make_plan, plan_account
-from reconciler.core.records import LedgerState
+from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.core.report import AccountReport, ApplyReport, Outcome
 from reconciler.errors import (
+    ApiUnreachable,
+    ConfigError,
     FailureReason,
     LedgerLocked,
     PlanBlocked,
@@ -79,15 +81,12 @@ def build_workspace(
     for account in accounts:
         try:
             key = key_from_env(account.name, account.spec.key_env, environ)
-        except ReconcilerError as exc:
+            base = resolve_api_base(account.spec.api_base, api_base_flag)
+        except ReconcilerError as exc:  # this account cannot run; the others go on
             workspace.failures.append(AccountFailure(account.name, exc.failure_reason, str(exc)))
             continue
         workspace.clients[account.name] = api.account(
-            account.name,
-            account.api,
-            key,
-            resolve_api_base(account.spec.api_base, api_base_flag),
-            account.spec.queue_limit,
+            account.name, account.api, key, base, account.spec.queue_limit
         )
     return workspace
 
@@ -116,22 +115,34 @@ async def plan_workspace(
 ) -> PlanRun:
     """Read every account's live state and plan against the manifests and the ledger."""
     live, failures = await read_live_states(workspace.clients)
+    all_failures = (*workspace.failures, *failures)
     plan = make_plan(workspace.accounts, live, ledger, max_deletes=max_deletes)
-    return PlanRun(plan, live, (*workspace.failures, *failures))
+    unread = tuple(sorted(f.account for f in all_failures))
+    return PlanRun(plan.model_copy(update={"unread": unread}), live, all_failures)
 
 
 async def check_fresh(saved: Plan, workspace: Workspace) -> dict[str, LiveState]:
-    """Re-read the live state of a saved plan's accounts; refuse it if any has moved."""
-    clients = {
-        a.account: workspace.clients[a.account]
-        for a in saved.accounts
-        if a.account in workspace.clients
-    }
-    missing = sorted({a.account for a in saved.accounts} - set(clients))
-    live, failures = await read_live_states(clients)
-    if missing or failures:
-        names = ", ".join(missing + [f.account for f in failures])
-        raise StalePlanError(f"cannot check the saved plan against live state of: {names}")
+    """Re-read the live state of a saved plan's accounts; refuse it if any has moved.
+
+    Raises ConfigError when an account of the plan is not declared or has no key,
+    ApiUnreachable when one cannot be read, and StalePlanError (``plan-changed``) when the
+    live state of one has changed since the plan was made.
+    """
+    planned = {a.account for a in saved.accounts}
+    unknown = sorted(planned - {a.name for a in workspace.accounts})
+    if unknown:
+        raise ConfigError(
+            f"the saved plan names accounts the manifests do not declare: {', '.join(unknown)}"
+        )
+    keyless = [f.message for f in workspace.failures if f.account in planned]
+    if keyless:
+        raise ConfigError("; ".join(keyless))
+    live, failures = await read_live_states({name: workspace.clients[name] for name in planned})
+    if failures:
+        raise ApiUnreachable(
+            "cannot check the saved plan against the live state: "
+            + "; ".join(f"{f.account}: {f.message}" for f in failures)
+        )
     moved = [a.account for a in saved.accounts if live[a.account].fingerprint != a.live_fingerprint]
     if moved:
         raise StalePlanError(
@@ -146,16 +157,29 @@ async def apply_workspace(
     ledger: LedgerState | None,
     options: ApplyOptions,
     progress: ProgressSink | None = None,
+    save: Callable[[LedgerState], None] | None = None,
 ) -> tuple[ApplyReport, LedgerState | None]:
     """Apply a plan whose live state is current; return the report and the new ledger.
 
     Refuses a blocked plan (``--max-deletes``, never-empty) before any request is sent.
+    ``save`` is called with the ledger each time a request is accepted, so an interrupted run
+    still leaves a ledger that knows what was sent.
     """
     refuse_blocked(run.plan)
     sink = progress or NullProgress()
     deadline = time.monotonic() + options.timeout
     reports: dict[str, AccountReport] = {}
     new_ledger = ledger
+
+    def recorder(account: str) -> Recorder:
+        def record(model_id: str, entry: LedgerEntry | None) -> None:
+            nonlocal new_ledger
+            if new_ledger is not None:
+                new_ledger = new_ledger.with_entry(account, model_id, entry)
+                if save is not None:
+                    save(new_ledger)
+
+        return record
 
     async def apply_one(account_plan: AccountPlan) -> None:
         nonlocal new_ledger
@@ -167,13 +191,14 @@ async def apply_workspace(
             options,
             sink,
             deadline,
+            previous=ledger.entries(account_plan.account) if ledger is not None else {},
+            record=recorder(account_plan.account),
         )
         await account_run.run()
-        if options.wait and account_run.stale:
+        if options.wait and account_run.stale and time.monotonic() < deadline:
             await account_run.refresh_quietly()
         if new_ledger is not None:
-            previous = new_ledger.entries(account_plan.account)
-            for model_id, entry in account_run.ledger_updates(previous).items():
+            for model_id, entry in account_run.ledger_updates().items():
                 new_ledger = new_ledger.with_entry(account_plan.account, model_id, entry)
         replanned = plan_account(
             workspace.account(account_plan.account), account_run.live, new_ledger
@@ -292,6 +317,7 @@ async def run_apply(
     max_deletes: int = DEFAULT_MAX_DELETES,
     on_plan: Callable[[PlanRun], None] | None = None,
     progress: ProgressSink | None = None,
+    save: Callable[[LedgerState], None] | None = None,
 ) -> tuple[PlanRun, ApplyReport, LedgerState | None]:
     """``apply``: plan afresh (or check a saved plan is still current), then apply it.
 
@@ -306,7 +332,7 @@ async def run_apply(
             run = PlanRun(saved, live, tuple(workspace.failures))
         if on_plan is not None:
             on_plan(run)
-        report, new_ledger = await apply_workspace(run, workspace, ledger, options, progress)
+        report, new_ledger = await apply_workspace(run, workspace, ledger, options, progress, save)
         return run, report, new_ledger
 
 
@@ -345,10 +371,12 @@ def execute_apply(
                     max_deletes=max_deletes,
                     on_plan=on_plan,
                     progress=progress,
+                    save=save,
                 )
             )
             save(new_ledger)
-    except (StalePlanError, PlanBlocked, LedgerLocked) as exc:
+    except (StalePlanError, PlanBlocked, LedgerLocked, ConfigError, ApiUnreachable) as exc:
+        # All raised before any request that changes the remote was sent.
         return refused_report(exc)
     return report
 

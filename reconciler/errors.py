@@ -169,7 +169,13 @@ class ModelNotFound(ApiError):
 
 
 class TransientError(ApiError):
-    """An error worth retrying after a while."""
+    """An error worth retrying after a while.
+
+    Its ``failure_reason`` is ``api-unreachable`` for every kind (5xx, malformed body, rate
+    limit, transport): the API could not be used just now, which is not a failed apply.
+    """
+
+    failure_reason = "api-unreachable"
 
 
 class RateLimited(TransientError):
@@ -206,8 +212,6 @@ class ApiUnreachable(TransientError):
     dropped connection after sending): a non-idempotent call must then be re-observed from the
     listing before it is ever sent again.
     """
-
-    failure_reason = "api-unreachable"
 
     def __init__(
         self, message: str, *, answer_lost: bool = False, account: str = "", endpoint: str = ""

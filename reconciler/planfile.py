@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from reconciler.core.plan import PLAN_FORMAT_VERSION, Plan
 from reconciler.errors import ConfigError
+from reconciler.ledger.store import first_error
 from reconciler.render.plan_json import plan_from_document, plan_json_text
 
 
@@ -43,7 +44,7 @@ def read_plan_file(path: Path) -> Plan:
     try:
         plan = plan_from_document(document)
     except ValidationError as exc:
-        raise ConfigError(f"plan file {path} is not a valid plan: {_first_error(exc)}") from exc
+        raise ConfigError(f"plan file {path} is not a valid plan: {first_error(exc)}") from exc
     if document.get("digest") != plan.digest():
         raise ConfigError(
             f"plan file {path} was edited after it was made (its digest does not match its "
@@ -74,9 +75,3 @@ def _check_version(document: dict[str, Any], path: Path) -> None:
             f"plan file {path} has format_version {json.dumps(version)}; this reconciler reads "
             f"format_version {PLAN_FORMAT_VERSION}: make the plan again with this version"
         )
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "top level"
-    return f"{where}: {error['msg']}"

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from reconciler.errors import ConfigError
 from reconciler.manifest.models import ACCOUNT_ADAPTER, FORMAT_VERSION
 
 SCHEMA_FILE = Path("schemas") / "manifest.schema.json"
@@ -33,15 +34,38 @@ def render_schema() -> str:
 
 
 def write_schema(path: Path = SCHEMA_FILE) -> bool:
-    """Write the schema; return whether the file changed."""
+    """Write the schema; return whether the file changed.
+
+    Raises:
+        ConfigError: the file or its folder cannot be written.
+    """
     text = render_schema()
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    try:
+        if path.is_file() and path.read_bytes() == text.encode("utf-8"):
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the schema {path}: {_os_reason(exc, path)}") from exc
     return True
 
 
 def schema_is_current(path: Path = SCHEMA_FILE) -> bool:
-    """Whether the committed schema equals the one the models generate now."""
-    return path.is_file() and path.read_text(encoding="utf-8") == render_schema()
+    """Whether the committed schema equals the one the models generate now.
+
+    Raises:
+        ConfigError: the file exists but cannot be read.
+    """
+    try:
+        return path.is_file() and path.read_bytes() == render_schema().encode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the schema {path}: {_os_reason(exc, path)}") from exc
+
+
+def _os_reason(exc: OSError, path: Path) -> str:
+    """Why ``exc`` happened, naming the file it concerns when that is not ``path`` itself."""
+    if exc.filename is None or Path(exc.filename) == path:
+        return exc.strerror or str(exc)
+    if isinstance(exc, FileExistsError):  # from mkdir: a file is where the folder should be
+        return f"{exc.filename} exists and is not a folder"
+    return f"{exc.filename}: {exc.strerror or exc}"

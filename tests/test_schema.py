@@ -12,6 +12,7 @@ from pydantic import Field, TypeAdapter
 
 from reconciler import schema
 from reconciler.cli import run
+from reconciler.errors import ConfigError
 from reconciler.manifest.models import CommunityAccount, EnterpriseAccount
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +86,38 @@ def test_write_creates_then_keeps_the_file(
     assert out[0].endswith("written")
     assert out[1].endswith("up to date")
     assert (tmp_path / schema.SCHEMA_FILE).read_text(encoding="utf-8") == schema.render_schema()
+
+
+def test_check_without_a_schema_file_says_there_is_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert run(["schema", "--check"]) == 1
+
+    err = capsys.readouterr().err
+    assert f"there is no schema file at {schema.SCHEMA_FILE}" in err
+    assert "run from the repository root" in err
+    assert "reconciler schema --write" in err
+    assert "stale" not in err
+
+
+def test_write_where_schemas_is_a_file_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "schemas").write_text("not a folder", encoding="utf-8")
+
+    with pytest.raises(ConfigError) as caught:
+        schema.write_schema()
+    assert f"cannot write the schema {schema.SCHEMA_FILE}: schemas exists and is not a folder" in (
+        str(caught.value)
+    )
+    assert run(["schema", "--write"]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write the schema {schema.SCHEMA_FILE}")
+    assert "internal error" not in err
 
 
 def test_schema_is_strict_and_describes_every_field() -> None:

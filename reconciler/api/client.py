@@ -9,7 +9,8 @@ Every failure crosses one boundary (:meth:`ApiClient._exchange` and :mod:`.respo
 it as one of the typed errors of :mod:`reconciler.errors`, carrying the account and endpoint.
 Reads are retried on every transient error; mutations only when the request certainly had no
 effect (rate limited, or never sent), because the engine re-observes the listing before it
-resends a load whose answer was lost (design.md §3).
+resends a load whose answer was lost (design.md §3). A URL that cannot work (bad scheme, host or
+port) is never retried, and no retry starts, nor spam-window wait ends, after a call's deadline.
 
 This module must not decide what to change (that is the engine's), and must never put a key,
 a request body or a response body into a log line, an exception or a ``repr``.
@@ -33,12 +34,21 @@ import pydantic
 import stamina
 
 from reconciler.api import wire
-from reconciler.api.responses import Where, check, parse, request_body, transport_error
+from reconciler.api.responses import (
+    Where,
+    check,
+    parse,
+    request_body,
+    transport_error,
+    unusable_url_cause,
+    unusable_url_error,
+)
 from reconciler.api.secret import ApiKey
 from reconciler.core.live import LiveState, community_live_state, enterprise_live_state
 from reconciler.errors import (
     ApiError,
     ApiUnreachable,
+    ConfigError,
     ModelNotFound,
     RateLimited,
     TransientError,
@@ -59,13 +69,44 @@ RATE_LIMIT_JITTER = 1.0
 
 
 def resolve_api_base(manifest_base: str | None, flag_base: str | None) -> str:
-    """The base URL of an account's API, always ending in ``/``.
+    """The base URL of an account's API, checked, always ending in ``/``.
 
     The manifest's ``api_base`` wins, then the ``--api-base`` flag (which click also fills
-    from ``RECONCILER_API_BASE``), then :data:`DEFAULT_API_BASE`.
+    from ``RECONCILER_API_BASE``), then :data:`DEFAULT_API_BASE`. A base that cannot work is a
+    :class:`~reconciler.errors.ConfigError` here, before any request, rather than a transport
+    error (or a crash) at the first one: see :func:`normalise_api_base`.
     """
-    base = manifest_base or flag_base or DEFAULT_API_BASE
+    return normalise_api_base(manifest_base or flag_base or DEFAULT_API_BASE)
+
+
+def normalise_api_base(base: str) -> str:
+    """``base`` checked and ending in ``/``; :class:`~reconciler.errors.ConfigError` if unusable.
+
+    Endpoints are appended to the base as text, so it must be an absolute http(s) URL with a
+    host, a port in 1-65535 if any, and no query or fragment (which would swallow the path).
+    """
+    why = _base_problem(base)
+    if why:
+        raise ConfigError(f"invalid API base URL {base!r}: {why}")
     return base if base.endswith("/") else base + "/"
+
+
+def _base_problem(base: str) -> str:
+    """Why ``base`` cannot serve as an API base URL, or ``""`` if it can."""
+    try:
+        url = httpx.URL(base)
+        scheme, host, port = url.scheme, url.host, url.port
+    except (httpx.InvalidURL, ValueError, OverflowError) as exc:
+        return str(exc) or type(exc).__name__
+    if scheme not in ("http", "https"):
+        return f"the scheme must be http or https, not {scheme or 'none'!r}"
+    if not host:
+        return "there is no host"
+    if port is not None and not 1 <= port <= 65535:
+        return f"the port {port} is not in 1-65535"
+    if url.query or url.fragment or "?" in base or "#" in base:
+        return "a query or fragment would swallow the endpoint paths"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -94,7 +135,13 @@ DEFAULT_SETTINGS = ClientSettings()
 
 
 def read_backoff(exc: Exception) -> bool | float:
-    """Reads change nothing: retry every transient error, a rate limit after ``retry_after``."""
+    """Reads change nothing: retry every transient error, a rate limit after ``retry_after``.
+
+    A URL that cannot work is the exception: it fails the same way every time, so it is raised
+    at once instead of spending the whole retry budget on it.
+    """
+    if unusable_url_cause(exc) is not None:
+        return False
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         return exc.retry_after + random.uniform(0, RATE_LIMIT_JITTER)
     return isinstance(exc, TransientError)
@@ -109,24 +156,66 @@ def mutation_backoff(exc: Exception) -> bool | float:
     """
     if isinstance(exc, RateLimited):
         return read_backoff(exc)
-    return isinstance(exc, ApiUnreachable) and not exc.answer_lost
+    return isinstance(exc, ApiUnreachable) and not exc.answer_lost and read_backoff(exc) is True
 
 
-def _within(deadline_at: float, hook: BackoffHook) -> BackoffHook:
-    """``hook``, except that a wait ending after ``deadline_at`` raises instead."""
+def _within(
+    deadline_at: float, hook: BackoffHook, longest_backoff: Callable[[], float]
+) -> BackoffHook:
+    """``hook``, except that a retry whose wait would end after ``deadline_at`` raises instead.
+
+    A float verdict is the wait itself; ``True`` (stamina's exponential backoff) is judged by
+    ``longest_backoff()``, the longest wait stamina may pick next. The deadline is enforced here
+    rather than with stamina's ``timeout``, which only stops once a wait has already overrun it,
+    and which stamina's test mode ignores.
+    """
 
     def bounded(exc: Exception) -> bool | float:
         verdict = hook(exc)
-        if isinstance(verdict, bool):
-            return verdict
-        return verdict if time.monotonic() + verdict <= deadline_at else False
+        if verdict is False:
+            return False
+        wait = longest_backoff() if verdict is True else verdict
+        return verdict if time.monotonic() + wait <= deadline_at else False
 
     return bounded
+
+
+def _longest_backoff(settings: ClientSettings, attempt: int) -> float:
+    """The longest wait stamina's backoff picks after failed attempt number ``attempt``.
+
+    Mirrors stamina's formula (``wait_initial * 2 ** (attempt - 1)`` plus at most
+    ``wait_jitter``, capped at ``wait_max``) with the arguments :meth:`AccountClient._retrying`
+    passes it.
+    """
+    exponential = settings.retry_wait_initial * 2.0 ** min(attempt - 1, 64)
+    return min(settings.retry_wait_max, exponential + settings.retry_wait_initial)
 
 
 # ---------------------------------------------------------------------------------------------
 # The spam-window guard
 # ---------------------------------------------------------------------------------------------
+
+
+class _PastDeadline(Exception):
+    """The spam window would hold a request past its call's deadline; it was not sent.
+
+    Private and not an :class:`ApiError`, so that no retry policy retries it:
+    :meth:`AccountClient._retrying` turns it into the call's last error.
+    """
+
+    def __init__(self, where: Where, wait: float) -> None:
+        self.where = where
+        self.wait = wait
+        super().__init__(f"{where.account} {where.endpoint}: next turn in {wait:.1f}s")
+
+
+@dataclass(frozen=True)
+class _Booking:
+    """A turn booked in the spam window, kept so that it can be undone if nothing was sent."""
+
+    digest: str
+    booked_until: float  # the digest's next turn that this booking set
+    previous: float | None  # the digest's next turn before it
 
 
 class _SpamGuard:
@@ -141,17 +230,48 @@ class _SpamGuard:
         self._window = window
         self._next_turn: dict[str, float] = {}
 
-    async def wait_turn(self, url: str, payload: Mapping[str, Any]) -> None:
-        """Wait until ``payload`` may be sent to ``url`` again, and book that turn."""
+    async def wait_turn(
+        self, where: Where, url: str, payload: Mapping[str, Any], not_after: float
+    ) -> _Booking | None:
+        """Wait until ``payload`` may be sent to ``url`` again, and book that turn.
+
+        If that turn comes after ``not_after`` (a ``time.monotonic()`` instant), raise
+        :class:`_PastDeadline` at once, booking nothing: sleeping until then would only start a
+        request its caller no longer waits for.
+        """
         if self._window <= 0:
-            return
+            return None
         digest = _digest(url, payload)
         now = time.monotonic()
         self._prune(now)
-        turn = max(now, self._next_turn.get(digest, now))
-        self._next_turn[digest] = turn + self._window  # booked before sleeping: no race
+        previous = self._next_turn.get(digest)
+        turn = now if previous is None else max(now, previous)
+        if turn > now and turn > not_after:
+            raise _PastDeadline(where, turn - now)
+        booking = _Booking(digest, turn + self._window, previous)
+        self._next_turn[digest] = booking.booked_until  # booked before sleeping: no race
         if turn > now:
-            await anyio.sleep(turn - now)
+            try:
+                await anyio.sleep(turn - now)
+            except BaseException:  # cancelled while waiting: nothing was sent
+                self.release(booking)
+                raise
+        return booking
+
+    def release(self, booking: _Booking | None) -> None:
+        """Undo ``booking``, whose request never left this machine.
+
+        The server saw nothing, so its spam filter has nothing to hold against the next
+        identical request: without this, every retry of a refused connection waited out the
+        whole window. Only the latest booking of a digest can be undone; one that later
+        bookings queue behind stays (they keep their turns: a wait too long, never too short).
+        """
+        if booking is None or self._next_turn.get(booking.digest) != booking.booked_until:
+            return
+        if booking.previous is None:
+            del self._next_turn[booking.digest]
+        else:
+            self._next_turn[booking.digest] = booking.previous
 
     def _prune(self, now: float) -> None:
         if len(self._next_turn) >= self._PRUNE_AT:
@@ -227,17 +347,37 @@ class ApiClient:
 
         Every client of the same account name shares one limit (the first ``queue_limit``).
         """
+        base = normalise_api_base(base_url)
         limiter = self._account_limiters.setdefault(name, anyio.Semaphore(queue_limit))
-        base = resolve_api_base(base_url, None)
         return AccountClient(self, name, api, key, base, queue_limit, limiter)
 
     async def _send(
-        self, where: Where, url: str, payload: Mapping[str, Any], limiter: anyio.Semaphore
+        self,
+        where: Where,
+        url: str,
+        payload: Mapping[str, Any],
+        limiter: anyio.Semaphore,
+        not_after: float,
     ) -> Any:
-        """Send one request once: after its spam-window turn, within both limits."""
-        await self._spam.wait_turn(url, payload)
-        async with limiter, self._limiter:
-            return await self._exchange(where, url, payload)
+        """Send one request once: after its spam-window turn, within both limits.
+
+        The turn is given back when the request never left this machine (a refused connection,
+        an unusable URL, a cancellation before sending), so its retry need not wait a window.
+        """
+        booking = await self._spam.wait_turn(where, url, payload, not_after)
+        exchanging = False
+        try:
+            async with limiter, self._limiter:
+                exchanging = True
+                return await self._exchange(where, url, payload)
+        except ApiUnreachable as exc:
+            if not exc.answer_lost:
+                self._spam.release(booking)
+            raise
+        except BaseException:
+            if not exchanging:
+                self._spam.release(booking)
+            raise
 
     async def _exchange(self, where: Where, url: str, payload: Mapping[str, Any]) -> Any:
         http = self._http
@@ -252,6 +392,12 @@ class ApiClient:
         except (httpx.RequestError, TimeoutError) as exc:
             _log(where, type(exc).__name__, started)
             raise transport_error(exc, where, timeout) from exc
+        except Exception as exc:  # an unusable URL escapes httpx's own error tree
+            cause = unusable_url_cause(exc)
+            if cause is None:
+                raise
+            _log(where, type(cause).__name__, started)
+            raise unusable_url_error(cause, where) from exc
         _log(where, f"HTTP {response.status_code}", started)
         return check(response, where, self.settings.spam_window)
 
@@ -289,12 +435,23 @@ class AccountClient:
 
     # -- reads ------------------------------------------------------------------------------
 
-    async def read_live(self) -> LiveState:
-        """The account's live state from one listing pass: 2 requests (community) or 1."""
+    async def read_live(self, *, deadline: float | None = None) -> LiveState:
+        """The account's live state from one listing pass: 2 requests (community) or 1.
+
+        ``deadline`` is a ``time.monotonic()`` instant, such as the end of ``apply --timeout``,
+        after which no retry starts and no spam-window wait ends: the last error is raised
+        instead. Without it only ``ClientSettings.deadline`` bounds the retries, which could
+        outlast the run's own limit. A request already under way still runs to its own
+        ``request_timeout``, and the first one is always made unless the spam window holds it.
+        """
         if self.api == "enterprise":
-            listing = await self._read(wire.ENTERPRISE_GET_ALL_MODELS, wire.GetAllModelsResponse)
+            listing = await self._read(
+                wire.ENTERPRISE_GET_ALL_MODELS, wire.GetAllModelsResponse, deadline=deadline
+            )
             return enterprise_live_state(self.name, listing)
-        owned, listed = await _both(self._owned_ids, self._listed_models)
+        owned, listed = await _both(
+            lambda: self._owned_ids(deadline), lambda: self._listed_models(deadline)
+        )
         return community_live_state(self.name, owned, listed)
 
     async def verify(self, model_id: str) -> bool:
@@ -309,11 +466,12 @@ class AccountClient:
             return False
         return answer.status == "success"
 
-    async def _owned_ids(self) -> list[str]:
-        return (await self._read(wire.FINETUNE_LIST, wire.FinetuneListResponse)).model_ids()
+    async def _owned_ids(self, deadline: float | None) -> list[str]:
+        listing = await self._read(wire.FINETUNE_LIST, wire.FinetuneListResponse, deadline=deadline)
+        return listing.model_ids()
 
-    async def _listed_models(self) -> list[wire.PublicModel]:
-        return (await self._read(wire.MODEL_LIST, wire.ModelListResponse)).root
+    async def _listed_models(self, deadline: float | None) -> list[wire.PublicModel]:
+        return (await self._read(wire.MODEL_LIST, wire.ModelListResponse, deadline=deadline)).root
 
     # -- mutations --------------------------------------------------------------------------
 
@@ -356,34 +514,80 @@ class AccountClient:
     def _body(self, **fields: str) -> dict[str, str]:
         return {"key": self._key.reveal(), **fields}
 
-    async def _read(self, endpoint: str, model: type[M], **fields: str) -> M:
+    async def _read(
+        self, endpoint: str, model: type[M], *, deadline: float | None = None, **fields: str
+    ) -> M:
         payload = self._body(**fields)
-        return await self._retrying(read_backoff, lambda: self._call(endpoint, payload, model))
+        return await self._retrying(
+            read_backoff,
+            lambda not_after: self._call(endpoint, payload, model, not_after),
+            self._where(endpoint),
+            deadline,
+        )
 
     async def _mutate(self, endpoint: str, payload: Mapping[str, Any]) -> wire.StatusMessage:
         return await self._retrying(
-            mutation_backoff, lambda: self._call(endpoint, payload, wire.StatusMessage)
+            mutation_backoff,
+            lambda not_after: self._call(endpoint, payload, wire.StatusMessage, not_after),
+            self._where(endpoint),
         )
 
-    async def _call(self, endpoint: str, payload: Mapping[str, Any], model: type[M]) -> M:
+    async def _call(
+        self, endpoint: str, payload: Mapping[str, Any], model: type[M], not_after: float
+    ) -> M:
         where = self._where(endpoint)
-        data = await self._owner._send(where, self._base_url + endpoint, payload, self._limiter)
+        url = self._base_url + endpoint
+        data = await self._owner._send(where, url, payload, self._limiter, not_after)
         return parse(model, data, where)
 
-    async def _retrying(self, hook: BackoffHook, call: Callable[[], Awaitable[A]]) -> A:
+    async def _retrying(
+        self,
+        hook: BackoffHook,
+        call: Callable[[float], Awaitable[A]],
+        where: Where,
+        deadline: float | None = None,
+    ) -> A:
+        """``call(deadline_at)`` retried as ``hook`` says, until ``deadline_at`` at the latest.
+
+        ``deadline_at`` is the earlier of ``ClientSettings.deadline`` from now and the caller's
+        ``deadline``; no retry starts after it, and a spam-window wait that would end after it
+        raises the last error (or, if there is none yet, a "deadline passed" error) at once.
+        """
         settings = self._owner.settings
-        on = _within(time.monotonic() + settings.deadline, hook)
-        async for attempt in stamina.retry_context(
-            on=on,
-            attempts=settings.retry_attempts,
-            timeout=settings.deadline,
-            wait_initial=settings.retry_wait_initial,
-            wait_max=settings.retry_wait_max,
-            wait_jitter=settings.retry_wait_initial,
-        ):
-            with attempt:
-                return await call()
-        raise AssertionError("unreachable: stamina re-raises the last error")
+        deadline_at = time.monotonic() + settings.deadline
+        if deadline is not None:
+            deadline_at = min(deadline_at, deadline)
+        attempt_no = 0
+        last: ApiError | None = None
+        on = _within(deadline_at, hook, lambda: _longest_backoff(settings, attempt_no))
+        try:
+            async for attempt in stamina.retry_context(
+                on=on,
+                attempts=settings.retry_attempts,
+                timeout=None,  # the deadline is `on`'s, see _within
+                wait_initial=settings.retry_wait_initial,
+                wait_max=settings.retry_wait_max,
+                wait_jitter=settings.retry_wait_initial,
+            ):
+                with attempt:
+                    attempt_no = attempt.num
+                    try:
+                        return await call(deadline_at)
+                    except ApiError as exc:
+                        last = exc
+                        raise
+        except _PastDeadline as exc:
+            held = exc.wait
+        else:
+            raise AssertionError("unreachable: stamina re-raises the last error")
+        if last is not None:
+            raise last
+        raise ApiUnreachable(
+            f"deadline passed: the spam window holds this request {held:.1f}s more",
+            answer_lost=False,
+            account=where.account,
+            endpoint=where.endpoint,
+        )
 
 
 async def _both(

@@ -45,6 +45,18 @@ _NOT_SENT: tuple[type[Exception], ...] = (
 )
 
 
+#: Errors that say the request's URL itself is unusable: a scheme httpx cannot speak, a URL it
+#: cannot parse, a port outside 0-65535 (``OverflowError`` from the socket layer, often inside
+#: an ``ExceptionGroup`` of anyio's happy eyeballs), a host name IDNA cannot encode. Nothing was
+#: sent, and no retry can help: the same URL fails the same way.
+UNUSABLE_URL: tuple[type[Exception], ...] = (
+    httpx.UnsupportedProtocol,
+    httpx.InvalidURL,
+    OverflowError,
+    UnicodeError,
+)
+
+
 @dataclass(frozen=True, repr=False)
 class Where:
     """Where a request went, and the key to mask out of anything the server says."""
@@ -57,7 +69,42 @@ class Where:
         return f"Where({self.account!r}, {self.endpoint!r})"
 
 
+def unusable_url_cause(exc: BaseException | None) -> BaseException | None:
+    """The error in ``exc`` that says the URL is unusable, if any; else ``None``.
+
+    ``exc`` itself, a leaf of an exception group, or the cause an :class:`ApiUnreachable` was
+    raised from: the retry policies use the last to tell "the URL is wrong" (never retried)
+    from "the server is down" (retried), since both are an ``ApiUnreachable`` that was not sent.
+    """
+    if exc is None:
+        return None
+    if isinstance(exc, UNUSABLE_URL):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := unusable_url_cause(inner)) is not None:
+                return found
+        return None
+    if isinstance(exc, ApiUnreachable):
+        return unusable_url_cause(exc.__cause__)
+    return None
+
+
+def unusable_url_error(cause: BaseException, where: Where) -> ApiUnreachable:
+    """The error for a request whose URL is unusable: never sent, so ``answer_lost`` is false."""
+    detail = where.key.mask(str(cause)) or type(cause).__name__
+    return ApiUnreachable(
+        f"the API URL is unusable ({detail}); check the API base URL",
+        answer_lost=False,
+        account=where.account,
+        endpoint=where.endpoint,
+    )
+
+
 def transport_error(exc: Exception, where: Where, timeout: float) -> ApiError:
+    """The typed error of a transport failure; ``answer_lost`` unless it surely was not sent."""
+    if (cause := unusable_url_cause(exc)) is not None:
+        return unusable_url_error(cause, where)
     if isinstance(exc, httpx.DecodingError):
         return MalformedResponse(
             "the body could not be decoded", account=where.account, endpoint=where.endpoint

@@ -113,6 +113,9 @@ class Plan(BaseModel):
     accounts: tuple[AccountPlan, ...] = ()
     blockers: tuple[str, ...] = Field(default=(), description="Run-level guards that fired.")
     ledger_available: bool = True
+    unread: tuple[str, ...] = Field(
+        default=(), description="Accounts left out: their live state could not be read."
+    )
 
     def has_changes(self) -> bool:
         """Whether any account has something to do (``--detailed-exitcode`` → 2)."""
@@ -228,7 +231,7 @@ def _declared_change(
     if model.ensure == "absent":
         action, reason = _absent_action(condition, model.protect, account.api)
         return ModelChange(action=action, reason=reason, **base)
-    action, reason = _present_action(model, condition, entry, has_ledger)
+    action, reason = _present_action(model, condition, entry, has_ledger, account.api)
     old_spec = entry.spec if entry is not None else {}
     fields = diff_specs(old_spec, model.spec) if action in (Action.LOAD, Action.REPLACE) else ()
     return ModelChange(
@@ -246,11 +249,19 @@ def _ignored(account: LoadedAccount, model_id: str) -> bool:
 
 
 def _present_action(
-    model: DesiredModel, condition: Condition, entry: LedgerEntry | None, has_ledger: bool
+    model: DesiredModel,
+    condition: Condition,
+    entry: LedgerEntry | None,
+    has_ledger: bool,
+    api: str,
 ) -> tuple[Action, str]:
     """The design table's rows for a model that must be present."""
     changed = has_ledger and entry is not None and entry.spec_hash != model.spec_hash
     if condition is Condition.MISSING:
+        if api == "enterprise" and entry is not None and not changed and entry.outcome == "applied":
+            # An enterprise server lists a model only once loaded: loading it again would
+            # restart the load this tool already sent.
+            return Action.WAIT, "a load this tool sent is not listed yet"
         return Action.LOAD, "not on the account"
     if condition is Condition.UNKNOWN:
         return Action.BLOCKED, "the API reports a status this version does not know"

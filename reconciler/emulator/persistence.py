@@ -3,7 +3,8 @@
 With ``state_file`` set, a restarted emulator (``reconciler emulator --state-file F``) still
 knows the accounts and models of the previous run, so a demo or a manual session can be
 stopped and resumed. Writes go to a temporary file that replaces the old one, so a crash
-mid-write never leaves half a file.
+mid-write never leaves half a file. The file holds the accounts' keys, so only its owner may
+read it (mode 0600), whatever the umask.
 
 Only reading and writing; the state decides what to store.
 """
@@ -11,19 +12,25 @@ Only reading and writing; the state decides what to store.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ConfigError
 
 FORMAT_VERSION = 1
+#: rw------- : the state holds account keys.
+STATE_FILE_MODE = 0o600
 
 
 def write_state(path: Path, now: float, accounts: list[dict[str, Any]]) -> None:
     """Replace the file at ``path`` with the given state."""
     data = {"format_version": FORMAT_VERSION, "now": now, "accounts": accounts}
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, STATE_FILE_MODE)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), STATE_FILE_MODE)  # a leftover temporary keeps its old mode
+        file.write(json.dumps(data, indent=1, sort_keys=True))
     temporary.replace(path)
 
 

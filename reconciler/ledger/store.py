@@ -25,10 +25,9 @@ from pydantic import ValidationError
 
 from reconciler.core.records import LEDGER_FORMAT_VERSION, LedgerState
 from reconciler.errors import LedgerError, LedgerLocked
+from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
 
 LEDGER_FILE_NAME = ".reconciler-ledger.json"
-#: The manifest folder the CLI reads when it is given no paths.
-DEFAULT_MANIFEST_DIR = "manifests"
 
 
 class LedgerStore(Protocol):
@@ -53,7 +52,7 @@ def default_ledger_path(manifest_paths: Sequence[str]) -> Path:
     The first path is that folder when it is a directory, else its parent. With no paths, the
     CLI's default manifest folder is used.
     """
-    first = Path(manifest_paths[0] if manifest_paths else DEFAULT_MANIFEST_DIR)
+    first = Path((manifest_paths or DEFAULT_MANIFEST_PATHS)[0])
     folder = first if first.is_dir() else first.parent
     return folder / LEDGER_FILE_NAME
 
@@ -82,6 +81,8 @@ class JsonFileLedger:
             return LedgerState()
         except OSError as exc:
             raise LedgerError(self._unusable(f"cannot be read ({_os_reason(exc)})")) from exc
+        except UnicodeDecodeError as exc:
+            raise LedgerError(self._unusable(f"is not UTF-8 text ({exc})")) from exc
         try:
             document = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -90,7 +91,7 @@ class JsonFileLedger:
         try:
             return LedgerState.model_validate(document)
         except ValidationError as exc:
-            raise LedgerError(self._unusable(f"has the wrong shape ({_first_error(exc)})")) from exc
+            raise LedgerError(self._unusable(f"has the wrong shape ({first_error(exc)})")) from exc
 
     def write(self, state: LedgerState) -> None:
         """Write ``state`` to a temporary file beside the ledger, fsync it, then rename it over.
@@ -114,8 +115,14 @@ class JsonFileLedger:
 
         Raises:
             LedgerLocked: another run (in this or another process) holds the lock.
-            LedgerError: the lock file cannot be opened.
+            LedgerError: the ledger's folder cannot be made or the lock file cannot be opened.
         """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the ledger folder {self.path.parent}: {_os_reason(exc)}"
+            ) from exc
         try:
             handle = self.lock_path.open("a+", encoding="utf-8")
         except OSError as exc:
@@ -229,7 +236,8 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """The first problem of a pydantic error, located, as ``where: message; and N more``."""
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"]) or "top level"
     more = exc.error_count() - 1

@@ -25,6 +25,8 @@ from reconciler.errors import ManifestError, ManifestProblem
 from reconciler.manifest import models
 from reconciler.manifest.models import LoadedAccount
 
+#: The manifest folders read when no paths are given (the CLI, and the default ledger's place).
+DEFAULT_MANIFEST_PATHS: tuple[str, ...] = ("manifests",)
 #: Mapping keys that look like an API key written into a manifest (design.md §2).
 _SECRET_KEY = re.compile(
     r"^(api[_-]?)?key$|^(enterprise|secret|private|access)[_-]?key$|"

@@ -76,12 +76,16 @@ class _Section:
 def _head(plan: Plan) -> str:
     if plan.has_changes():
         title = f"### Reconciler plan: {change_counts(plan)}\n\n{other_counts(plan)}.\n\n"
+        if plan.unread:
+            title += f"**Incomplete:** could not read {', '.join(plan.unread)}.\n\n"
     else:
         title = "### Reconciler plan: no changes\n\n" + _no_change_text(plan) + "\n\n"
     return f"{plan_marker(plan)}\n{title}{_blocker_warning(plan)}{_ledger_note(plan)}"
 
 
 def _no_change_text(plan: Plan) -> str:
+    if plan.unread:
+        return f"**Incomplete:** could not read {', '.join(plan.unread)}."
     if plan.counts()[Action.BLOCKED.value]:
         return f"{other_counts(plan)}."
     return "Every account matches its manifests."

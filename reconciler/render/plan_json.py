@@ -14,6 +14,7 @@ One JSON object, keys sorted, indented by two spaces::
       "digest": "sha256:…",           # hash of format_version, accounts and blockers
       "ledger_available": true,       # false: replace and prune: managed were not detected
       "blockers": ["…"],              # run-level guards that fired; apply refuses to run
+      "unread": ["…"],                # accounts left out: their live state could not be read
       "summary": {                    # counts of changes by action, across all accounts
         "load": 0, "reload": 0, "replace": 0, "delete": 0, "wait": 0,
         "noop": 0, "blocked": 0,

@@ -95,7 +95,11 @@ def other_counts(plan: Plan) -> str:
 
 
 def summary_line(plan: Plan) -> str:
-    """``Plan: … to load, … . N blocked, M unchanged.`` or ``No changes. …``."""
+    """``Plan: … to load, … . N blocked, M unchanged.`` or ``No changes. …``, and which
+    accounts could not be read (a plan without them is incomplete, never "no changes")."""
+    if plan.unread:
+        done = f"Plan: {change_counts(plan)}" if plan.has_changes() else "No changes found"
+        return f"{done}, but the plan is incomplete: could not read {', '.join(plan.unread)}."
     if plan.has_changes():
         return f"Plan: {change_counts(plan)}. {other_counts(plan)}."
     if plan.counts()[Action.BLOCKED.value]:

@@ -198,6 +198,7 @@ async def test_a_read_gives_up_after_its_attempts(
         with pytest.raises(fault.error) as caught:
             await account.read_live()
     assert script.total == fast.retry_attempts
+    assert caught.value.failure_reason == "api-unreachable"  # a failed read applied nothing
     assert caught.value.account == "acct"
     assert caught.value.endpoint == wire.ENTERPRISE_GET_ALL_MODELS
 

@@ -29,6 +29,7 @@ from reconciler.core.live import Condition
 from reconciler.errors import (
     ApiError,
     ApiUnreachable,
+    ConfigError,
     InvalidKey,
     MalformedResponse,
     ModelNotFound,
@@ -251,6 +252,43 @@ def test_resolve_api_base(manifest: str | None, flag: str | None, expected: str)
     assert resolve_api_base(manifest, flag) == expected
 
 
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ("http://[::1]:8080/api", "http://[::1]:8080/api/"),
+        ("HTTPS://Example.com/api/", "HTTPS://Example.com/api/"),
+        ("http://127.0.0.1:65535/x/api", "http://127.0.0.1:65535/x/api/"),
+    ],
+)
+def test_resolve_api_base_keeps_a_usable_base(base: str, expected: str) -> None:
+    assert resolve_api_base(None, base) == expected
+
+
+@pytest.mark.parametrize(
+    ("base", "why"),
+    [
+        ("http://127.0.0.1:99999/api/", "port 99999 is not in 1-65535"),
+        ("http://127.0.0.1:0/api/", "port 0 is not in 1-65535"),
+        ("http://[::1/api/", "Invalid port"),
+        ("http://h:abc/api/", "Invalid port"),
+        ("ftp://h/api/", "scheme must be http or https, not 'ftp'"),
+        ("h.example/api/", "scheme must be http or https, not 'none'"),
+        ("http:///api/", "no host"),
+        ("http://h/api/?debug=1", "query or fragment"),
+        ("http://h/api#x", "query or fragment"),
+    ],
+)
+@pytest.mark.parametrize("where", ["manifest", "flag"])
+def test_resolve_api_base_refuses_an_unusable_base(base: str, why: str, where: str) -> None:
+    """A config error naming the base and the problem, not a crash at the first request."""
+    manifest, flag = (base, None) if where == "manifest" else (None, base)
+    with pytest.raises(ConfigError) as caught:
+        resolve_api_base(manifest, flag)
+    assert str(caught.value).startswith(f"invalid API base URL {base!r}: ")
+    assert why in str(caught.value)
+    assert caught.value.failure_reason == "invalid-manifest"
+
+
 @pytest.mark.anyio
 async def test_requests_go_under_the_accounts_base(fast: ClientSettings) -> None:
     urls: list[str] = []
@@ -376,6 +414,29 @@ async def test_an_identical_request_waits_out_the_spam_window(fast: ClientSettin
 def test_which_errors_are_retried(exc: Exception, read: bool, mutation: bool) -> None:
     assert read_backoff(exc) is read
     assert mutation_backoff(exc) is mutation
+
+
+def caused_by(cause: BaseException) -> ApiUnreachable:
+    """An :class:`ApiUnreachable` raised ``from cause``, as the client raises it."""
+    try:
+        raise ApiUnreachable("x", answer_lost=False) from cause
+    except ApiUnreachable as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "retried"),
+    [
+        (caused_by(httpx.UnsupportedProtocol("ftp")), False),
+        (caused_by(httpx.InvalidURL("bad")), False),
+        (caused_by(ExceptionGroup("g", [OverflowError("port")])), False),
+        (caused_by(UnicodeError("idna")), False),
+        (caused_by(httpx.ConnectError("Connection refused")), True),
+    ],
+)
+def test_an_unusable_url_is_never_retried(exc: ApiUnreachable, retried: bool) -> None:
+    assert read_backoff(exc) is retried
+    assert mutation_backoff(exc) is retried
 
 
 @pytest.mark.parametrize("policy", [read_backoff, mutation_backoff])

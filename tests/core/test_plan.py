@@ -598,3 +598,28 @@ def test_action_marks_and_kinds() -> None:
         Action.REPLACE,
         Action.DELETE,
     }
+
+
+@pytest.mark.parametrize(
+    ("api", "expected"), [("enterprise", Action.WAIT), ("community", Action.LOAD)]
+)
+def test_a_sent_enterprise_load_not_listed_yet_is_waited_for(api: str, expected: Action) -> None:
+    # An enterprise server lists a model only once loaded; loading it again would restart it.
+    acct = account(api, [entry(api, KEEP), entry(api, "m")])
+    sent = recorded(acct, "m").model_copy(update={"outcome": "applied"})
+    ledger = LedgerState().with_entry("acct", KEEP, recorded(acct, KEEP))
+    ledger = ledger.with_entry("acct", "m", sent)
+
+    plan = make_plan([acct], {"acct": live(**{KEEP: Condition.READY})}, ledger)
+
+    assert only(plan, "m").action is expected
+
+
+def test_a_sent_enterprise_load_with_another_spec_is_loaded_again() -> None:
+    acct = account("enterprise", [entry("enterprise", KEEP), entry("enterprise", "m")])
+    sent = recorded(acct, "m", url=OTHER_URL).model_copy(update={"outcome": "applied"})
+    ledger = LedgerState().with_entry("acct", "m", sent)
+
+    plan = make_plan([acct], {"acct": live(**{KEEP: Condition.READY})}, ledger)
+
+    assert only(plan, "m").action is Action.LOAD

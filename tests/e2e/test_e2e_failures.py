@@ -137,7 +137,8 @@ async def test_lost_load_answer_is_reobserved_not_resent(
 @pytest.mark.anyio
 async def test_lost_enterprise_load_is_not_resent_within_the_run(world: World) -> None:
     """On enterprise a load that never arrived looks like one still running: the run does not
-    resend it (no duplicate is possible), times out not-converged, and the next run loads it."""
+    resend it (no duplicate is possible), reports it unconfirmed, leaves the ledger as it was,
+    and the next run loads it."""
     world.manifest("farm", [enterprise_model("first"), enterprise_model("second")])
     transport = LoseFirstLoad(deliver=False)
     short = ApplyOptions(timeout=3.0, poll_interval=POLL_INTERVAL)
@@ -148,7 +149,8 @@ async def test_lost_enterprise_load_is_not_resent_within_the_run(world: World) -
     assert not report.ok()
     farm = report.accounts[0]
     first = next(i for i in farm.items if i.model_id == "first")
-    assert (first.outcome.value, first.failure_reason) == ("timed-out", "not-converged")
+    assert (first.outcome.value, first.failure_reason) == ("failed", "api-unreachable")
+    assert "no listing confirmed the load" in first.message
     assert farm.remaining == ("load first",)
     assert world.statuses("farm") == {"second": READY}
     assert world.count("v1/enterprise/load_model") == 1

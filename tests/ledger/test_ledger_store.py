@@ -10,10 +10,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from reconciler import cli
 from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.errors import LedgerError, LedgerLocked
 from reconciler.ledger import JsonFileLedger, LedgerStore, default_ledger_path
+from reconciler.ledger.store import first_error
+from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
 
 RECOVERY_HINT = "Restore it from version control or a backup, or move it aside"
 
@@ -93,6 +97,27 @@ def test_unreadable_file_is_an_error(ledger: JsonFileLedger) -> None:
         ledger.read()
 
 
+def test_binary_file_is_an_error_with_the_recovery_hint(ledger: JsonFileLedger) -> None:
+    garbage = b"\xff\xfe\x00binary\x80"
+    ledger.path.write_bytes(garbage)
+    with pytest.raises(LedgerError) as caught:
+        ledger.read()
+    message = str(caught.value)
+    assert f"ledger {ledger.path} is not UTF-8 text" in message
+    assert RECOVERY_HINT in message
+    assert isinstance(caught.value.__cause__, UnicodeDecodeError)
+    assert ledger.path.read_bytes() == garbage
+
+
+def test_first_error_locates_the_problem_and_counts_the_others() -> None:
+    with pytest.raises(ValidationError) as caught:
+        LedgerState.model_validate({"format_version": 1, "accounts": {"a": {"m": {}}}})
+    assert caught.value.error_count() > 1
+    message = first_error(caught.value)
+    assert message.startswith("accounts.a.m.")
+    assert message.endswith(f"; and {caught.value.error_count() - 1} more")
+
+
 def test_write_leaves_no_temporary_files(ledger: JsonFileLedger, state: LedgerState) -> None:
     ledger.write(state)
     ledger.write(LedgerState())
@@ -119,6 +144,23 @@ def test_write_creates_the_folder(tmp_path: Path, state: LedgerState) -> None:
     ledger = JsonFileLedger(tmp_path / "state" / "ledger.json")
     ledger.write(state)
     assert ledger.read() == state
+
+
+def test_lock_creates_the_folder(tmp_path: Path, state: LedgerState) -> None:
+    ledger = JsonFileLedger(tmp_path / "new" / "dir" / "ledger.json")
+    with ledger.lock():
+        assert ledger.lock_path.is_file()
+        ledger.write(state)
+    assert ledger.read() == state
+
+
+def test_lock_in_a_folder_that_cannot_be_made_is_an_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("", encoding="utf-8")
+    ledger = JsonFileLedger(blocker / "sub" / "ledger.json")
+    with pytest.raises(LedgerError) as caught, ledger.lock():
+        pass  # pragma: no cover - the lock is refused
+    assert f"cannot create the ledger folder {blocker / 'sub'}: " in str(caught.value)
 
 
 def test_second_lock_in_process_is_refused(ledger: JsonFileLedger) -> None:
@@ -184,3 +226,8 @@ def test_default_ledger_path(tmp_path: Path) -> None:
         folder / ".reconciler-ledger.json"
     )
     assert default_ledger_path([]) == Path("manifests") / ".reconciler-ledger.json"
+
+
+def test_the_cli_and_the_ledger_share_the_default_manifest_folder() -> None:
+    assert cli.DEFAULT_PATHS is DEFAULT_MANIFEST_PATHS
+    assert default_ledger_path([]) == Path(DEFAULT_MANIFEST_PATHS[0]) / ".reconciler-ledger.json"

@@ -105,6 +105,13 @@ def test_invalid_files_name_the_file(tmp_path: Path, text: str, message: str) ->
     assert caught.value.__cause__ is not None or "expected" in message
 
 
+def test_an_invalid_plan_counts_its_other_problems(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text('{"format_version": 1, "accounts": "x", "blockers": 3}', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"is not a valid plan: accounts: .*; and 1 more"):
+        read_plan_file(path)
+
+
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read plan file"):
         read_plan_file(tmp_path / "nope.json")

@@ -18,6 +18,7 @@ def test_document_has_the_documented_keys(sample_plan: Plan) -> None:
         "format_version",
         "ledger_available",
         "summary",
+        "unread",
     ]
     assert document["format_version"] == 1
     assert document["digest"] == sample_plan.digest()
