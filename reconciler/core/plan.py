@@ -12,7 +12,6 @@ acts on ``action`` alone (as terraform's ``ActionReason``).
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -52,11 +51,6 @@ class Action(StrEnum):
     def is_change(self) -> bool:
         """Whether ``apply`` has something to do (``plan --detailed-exitcode`` exits 2)."""
         return self not in (Action.NOOP, Action.BLOCKED)
-
-    @property
-    def sends_request(self) -> bool:
-        """Whether the action sends a mutating request (WAIT only polls)."""
-        return self in (Action.LOAD, Action.RELOAD, Action.REPLACE, Action.DELETE)
 
 
 _SYMBOLS = {
@@ -140,10 +134,6 @@ class Plan(BaseModel):
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def account(self, name: str) -> AccountPlan | None:
-        """The plan of one account, if planned."""
-        return next((a for a in self.accounts if a.account == name), None)
-
 
 # ---------------------------------------------------------------------------------------------
 # Planning
@@ -189,7 +179,7 @@ def plan_account(
         for model in desired.values()
     ]
     for model_id in sorted(set(live.models) - set(desired)):
-        if _ignored(account, model_id):
+        if account.ignores(model_id):
             continue
         changes.append(_undeclared_change(model_id, live, entries.get(model_id), account))
     changes.sort(key=lambda change: change.model_id)
@@ -223,7 +213,7 @@ def _declared_change(
         "managed": entry is not None,
         "origin": account.origin(model.model_id),
     }
-    if _ignored(account, model.model_id):
+    if account.ignores(model.model_id):
         # "never touched" wins over the declaration, but a declaration is never dropped
         # silently: it is reported, so the contradiction gets fixed in the manifest.
         reason = "declared, but matched by ignore; remove it from one of the two"
@@ -242,10 +232,6 @@ def _declared_change(
         fields=fields,
         **base,
     )
-
-
-def _ignored(account: LoadedAccount, model_id: str) -> bool:
-    return any(fnmatch.fnmatchcase(model_id, glob) for glob in account.spec.ignore)
 
 
 def _present_action(

@@ -14,6 +14,7 @@ This module does no I/O: reading files and locating errors is :mod:`reconciler.m
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from collections.abc import Mapping
@@ -342,6 +343,10 @@ class LoadedAccount:
     def api(self) -> Api:
         """Which API the account uses."""
         return self.spec.api
+
+    def ignores(self, model_id: str) -> bool:
+        """Whether ``model_id`` matches one of the account's ``ignore`` globs."""
+        return any(fnmatch.fnmatchcase(model_id, glob) for glob in self.spec.ignore)
 
     def desired(self) -> tuple[DesiredModel, ...]:
         """The declared models, resolved (see :func:`resolve_models`)."""

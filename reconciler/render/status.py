@@ -8,7 +8,6 @@ calls the API or chooses an exit code.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Mapping, Sequence
 from typing import TextIO
@@ -99,7 +98,7 @@ def _account_status(
     undeclared = {
         model_id
         for model_id in live.models
-        if model_id not in declared and not _ignored(model_id, account.spec.ignore)
+        if model_id not in declared and not account.ignores(model_id)
     }
     models = [
         _model_status(model_id, model_id in declared, live, entries.get(model_id))
@@ -120,10 +119,6 @@ def _model_status(
         last_applied_at=entry.applied_at if entry else None,
         last_outcome=entry.outcome if entry else None,
     )
-
-
-def _ignored(model_id: str, globs: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(model_id, glob) for glob in globs)
 
 
 def _table(models: Sequence[ModelStatus]) -> list[str]:

@@ -592,12 +592,6 @@ def test_action_marks_and_kinds() -> None:
         Action.BLOCKED: "!",
     }
     assert {a for a in Action if a.is_change} == set(Action) - {Action.NOOP, Action.BLOCKED}
-    assert {a for a in Action if a.sends_request} == {
-        Action.LOAD,
-        Action.RELOAD,
-        Action.REPLACE,
-        Action.DELETE,
-    }
 
 
 @pytest.mark.parametrize(
