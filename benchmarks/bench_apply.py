@@ -43,15 +43,14 @@ from typing import Any
 import httpx
 from _fixtures import GeneratedAccount, keys_for, print_table, write_manifests
 
-from reconciler.api.client import ClientSettings
 from reconciler.apply import ApplyOptions
 from reconciler.core.report import ApplyReport
+from reconciler.demo import fast_clock_settings
 from reconciler.emulator import AccountConfig, EmulatorConfig, EmulatorHandle, running_emulator
 from reconciler.engine import PlanRun, RunConfig, execute_apply
 from reconciler.ledger.store import JsonFileLedger
 from reconciler.manifest.loader import load_manifests
 
-SPAM_WINDOW = 30.0  # the API's, in emulated seconds
 EIGHT_DAYS = 8 * 86_400
 RATE_LIMITED = "Rate limit exceeded"
 
@@ -270,15 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ],
             time_scale=args.time_scale,
         )
-        window = SPAM_WINDOW / args.time_scale
-        settings = ClientSettings(
-            request_timeout=10.0,
-            spam_window=window,
-            retry_wait_initial=window,
-            retry_wait_max=4 * window,
-            deadline=60.0,
-        )
-        options = ApplyOptions(wait=True, timeout=120.0, poll_interval=window * 1.2)
+        settings, options = fast_clock_settings(args.time_scale)
         counter = RefusalCounter(
             httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=settings.max_concurrency))
         )
@@ -313,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(
             f"bench_apply: {args.accounts} accounts ({community} community) × {args.models} "
-            f"models, time scale {args.time_scale:g}, client spam window {window * 1000:.0f} ms, "
+            f"models, time scale {args.time_scale:g}, "
+            f"client spam window {settings.spam_window * 1000:.0f} ms, "
             f"poll {options.poll_interval * 1000:.0f} ms\n"
         )
         for r in results:

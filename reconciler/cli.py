@@ -177,6 +177,13 @@ ledger_option = click.option(
     envvar="RECONCILER_LEDGER",
     help="Ledger file [default: .reconciler-ledger.json beside the manifests].",
 )
+max_deletes_option = click.option(
+    "--max-deletes",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_DELETES,
+    show_default=True,
+    help="Refuse a run that deletes more models than this (plan shows it blocked).",
+)
 no_ledger_option = click.option(
     "--no-ledger", is_flag=True, help="Run without a ledger: no replace, no prune: managed."
 )
@@ -267,13 +274,7 @@ REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
     help="Save the plan for `apply PLANFILE`.",
 )
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
-@click.option(
-    "--max-deletes",
-    type=click.IntRange(min=0),
-    default=DEFAULT_MAX_DELETES,
-    show_default=True,
-    help="Block a plan that deletes more models than this.",
-)
+@max_deletes_option
 @ledger_option
 @no_ledger_option
 @click.pass_obj
@@ -321,13 +322,7 @@ def plan(
     show_default=True,
     help="Seconds between two listings of an account (the spam window).",
 )
-@click.option(
-    "--max-deletes",
-    type=click.IntRange(min=0),
-    default=DEFAULT_MAX_DELETES,
-    show_default=True,
-    help="Refuse a run that deletes more models than this.",
-)
+@max_deletes_option
 @ledger_option
 @no_ledger_option
 @click.pass_obj

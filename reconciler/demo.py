@@ -53,15 +53,7 @@ def run_demo(stream: TextIO, paths: Sequence[str], *, time_scale: float = DEMO_T
         ],
         time_scale=time_scale,
     )
-    window = SPAM_WINDOW / time_scale
-    settings = ClientSettings(
-        request_timeout=10.0,
-        spam_window=window,
-        retry_wait_initial=window,
-        retry_wait_max=4 * window,
-        deadline=60.0,
-    )
-    options = ApplyOptions(wait=True, timeout=120.0, poll_interval=window * 1.2)
+    settings, options = fast_clock_settings(time_scale)
     with running_emulator(emulator_config) as emulator, tempfile.TemporaryDirectory() as folder:
         _say(
             stream,
@@ -84,6 +76,20 @@ def run_demo(stream: TextIO, paths: Sequence[str], *, time_scale: float = DEMO_T
         requests = _request_count(emulator.control_url)
     _summary(stream, (first, second), requests, time.monotonic() - started)
     return 0 if first.ok() and second.ok() else 1
+
+
+def fast_clock_settings(time_scale: float) -> tuple[ClientSettings, ApplyOptions]:
+    """Client settings and apply options paced for an emulator whose clock runs
+    ``time_scale`` times faster than real time: the spam window shrinks with it."""
+    window = SPAM_WINDOW / time_scale
+    settings = ClientSettings(
+        request_timeout=10.0,
+        spam_window=window,
+        retry_wait_initial=window,
+        retry_wait_max=4 * window,
+        deadline=60.0,
+    )
+    return settings, ApplyOptions(wait=True, timeout=120.0, poll_interval=window * 1.2)
 
 
 def _on_emulator(account: LoadedAccount) -> LoadedAccount:
