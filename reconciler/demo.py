@@ -58,7 +58,7 @@ def run_demo(stream: TextIO, paths: Sequence[str], *, time_scale: float = DEMO_T
         _say(
             stream,
             "reconciler demo: the main job against an in-process emulator "
-            f"(loopback only; 1 emulated minute = {60 / time_scale:g} real seconds)",
+            f"(loopback only; the emulated clock runs {time_scale:g} times faster than real time)",
         )
         _say(stream, f"emulator: {emulator.base_url}")
         _say(stream, "accounts: " + ", ".join(f"{a.name} ({a.api})" for a in accounts))
