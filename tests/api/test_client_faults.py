@@ -10,13 +10,13 @@ import logging
 import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
 import httpx
 import pytest
+from api_support import SPEC, MockAccount, endpoint_of
 
 from reconciler.api import wire
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings
@@ -33,7 +33,6 @@ from reconciler.errors import (
     ValidationFailed,
 )
 
-MockAccount = Callable[..., AbstractAsyncContextManager[AccountClient]]
 Respond = Callable[[httpx.Request], httpx.Response]
 Kind = Literal["ambiguous", "no-effect", "permanent"]
 
@@ -54,17 +53,6 @@ OK_BODIES: Mapping[str, Any] = {
     wire.ENTERPRISE_VERIFY_MODEL: {"status": "success", "message": "Model exists on server"},
     wire.ENTERPRISE_DELETE_MODEL: {"status": "success", "message": "Model deleted on server"},
 }
-SPEC = {
-    "url": "org/repo",
-    "model_format": "diffusers",
-    "model_category": "stable_diffusion",
-    "model_visibility": "private",
-    "model_name": "M1",
-}
-
-
-def endpoint_of(request: httpx.Request) -> str:
-    return request.url.path.removeprefix("/api/")
 
 
 def ok(request: httpx.Request) -> httpx.Response:

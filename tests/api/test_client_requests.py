@@ -7,12 +7,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
 import httpx
 import pytest
+from api_support import SPEC, MockAccount, endpoint_of
 
 from reconciler.api import wire
 from reconciler.api.client import (
@@ -37,20 +37,6 @@ from reconciler.errors import (
     ServerError,
     ValidationFailed,
 )
-
-MockAccount = Callable[..., AbstractAsyncContextManager[AccountClient]]
-
-SPEC = {
-    "url": "org/repo",
-    "model_format": "diffusers",
-    "model_category": "stable_diffusion",
-    "model_visibility": "private",
-    "model_name": "M1",
-}
-
-
-def endpoint_of(request: httpx.Request) -> str:
-    return request.url.path.removeprefix("/api/")
 
 
 class FakeApi:

@@ -11,31 +11,23 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Literal
 
 import anyio
 import httpx
 import pytest
 import stamina
+from api_support import SPEC, MockAccount, endpoint_of
 
 from reconciler.api import wire
-from reconciler.api.client import AccountClient, ApiClient, ClientSettings
+from reconciler.api.client import ApiClient, ClientSettings
 from reconciler.api.secret import ApiKey
 from reconciler.errors import ApiError, ApiUnreachable, ConfigError, ServerError
 
-MockAccount = Callable[..., AbstractAsyncContextManager[AccountClient]]
 Api = Literal["community", "enterprise"]
 
 pytestmark = pytest.mark.anyio
 
-SPEC = {
-    "url": "org/repo",
-    "model_format": "diffusers",
-    "model_category": "stable_diffusion",
-    "model_visibility": "private",
-    "model_name": "M1",
-}
 OK_BODIES = {
     wire.FINETUNE_LIST: {"status": "success", "messege": "model list", "data": ["m1"]},
     wire.MODEL_LIST: [{"model_id": "m1", "status": "model_ready"}],
@@ -77,7 +69,7 @@ def server_error(request: httpx.Request) -> httpx.Response:
 
 
 def ok(request: httpx.Request) -> httpx.Response:
-    return httpx.Response(200, json=OK_BODIES[request.url.path.removeprefix("/api/")])
+    return httpx.Response(200, json=OK_BODIES[endpoint_of(request)])
 
 
 # -- a refused connection does not wait out the spam window -------------------------------------

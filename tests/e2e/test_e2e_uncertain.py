@@ -9,7 +9,7 @@ import json
 
 import httpx
 import pytest
-from e2e_support import World, enterprise_model
+from e2e_support import World, community_model, enterprise_model
 from test_e2e_failures import LoseFirstLoad, _config
 
 from reconciler.apply import ApplyOptions
@@ -109,14 +109,7 @@ async def test_a_load_is_not_resent_when_the_check_listing_fails(world: World) -
     confirms it, and the run converges with a single load on the server."""
     world.manifest(
         "studio",
-        [
-            {
-                "model_id": "m",
-                "url": "org/m",
-                "model_format": "diffusers",
-                "model_category": "stable_diffusion",
-            }
-        ],
+        [community_model("m")],
     )
     transport = LoseLoadAnswerThenListings(blind=2)
     config = _single_try(_config(world, "studio", transport))
@@ -189,14 +182,7 @@ def test_an_incomplete_plan_says_so_and_is_not_saved(
 ) -> None:
     world.manifest(
         "studio",
-        [
-            {
-                "model_id": "m",
-                "url": "org/m",
-                "model_format": "diffusers",
-                "model_category": "stable_diffusion",
-            }
-        ],
+        [community_model("m")],
     )
     world.manifest("farm", [enterprise_model("x")])
     monkeypatch.delenv("E2E_KEY_FARM")
@@ -235,14 +221,7 @@ async def test_each_accepted_request_is_saved_in_the_ledger_at_once(world: World
 def test_an_unusable_api_base_fails_its_account_only(world: World) -> None:
     world.manifest(
         "studio",
-        [
-            {
-                "model_id": "m",
-                "url": "org/m",
-                "model_format": "diffusers",
-                "model_category": "stable_diffusion",
-            }
-        ],
+        [community_model("m")],
     )
     world.manifest("farm", [enterprise_model("x")], api_base="http://127.0.0.1:99999/api/")
 
