@@ -32,9 +32,7 @@ async def _first_apply(world: World, account: str, models: list[dict[str, str]])
     """Apply ``models`` plainly and return the ledger it leaves."""
     world.manifest(account, models)
     session = MemorySession()
-    _, report = await run_apply(
-        _config(world, account, httpx.AsyncHTTPTransport()), session, FAST
-    )
+    _, report = await run_apply(_config(world, account, httpx.AsyncHTTPTransport()), session, FAST)
     assert report.ok(), report.model_dump_json(indent=2)
     ledger = session.current_state()
     world.advance(30)  # a spam window: the next run's first listing is a new request
@@ -215,9 +213,7 @@ async def test_each_request_is_recorded_before_it_is_sent_and_as_it_is_accepted(
     world.manifest("farm", [enterprise_model("a"), enterprise_model("b")])
     session = MemorySession()
 
-    _, report = await run_apply(
-        _config(world, "farm", httpx.AsyncHTTPTransport()), session, FAST
-    )
+    _, report = await run_apply(_config(world, "farm", httpx.AsyncHTTPTransport()), session, FAST)
 
     assert report.ok(), report.model_dump_json(indent=2)
     steps = [

@@ -237,9 +237,12 @@ def test_a_symlinked_legacy_file_is_not_read(tmp_path: Path) -> None:
 
 
 def test_a_second_session_is_refused_and_told_who_holds_it(ledger: FolderLedger) -> None:
-    with ledger.session():
-        with pytest.raises(LedgerLocked) as caught, FolderLedger(ledger.path).session():
-            pass  # pragma: no cover - refused
+    with (
+        ledger.session(),
+        pytest.raises(LedgerLocked) as caught,
+        FolderLedger(ledger.path).session(),
+    ):
+        pass  # pragma: no cover - refused
     message = str(caught.value)
     assert f"pid {os.getpid()}" in message
     assert "ps -p" in message and "nothing to delete by hand" in message
@@ -284,7 +287,7 @@ def test_a_killed_holders_lock_is_released_at_once(ledger: FolderLedger) -> None
 def test_a_folder_that_cannot_be_made_is_an_error(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("", encoding="utf-8")
-    with pytest.raises(LedgerError, match="ledger .*not-a-dir.*: Not a directory"):
+    with pytest.raises(LedgerError, match=r"ledger .*not-a-dir.*: Not a directory"):
         record_all(FolderLedger(blocker / "sub"), [])
 
 
