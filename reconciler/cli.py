@@ -24,7 +24,7 @@ from reconciler import __version__
 from reconciler import schema as schema_files
 from reconciler.api.client import ClientSettings
 from reconciler.apply import ApplyOptions
-from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
+from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Plan
 from reconciler.core.report import ApplyReport
 from reconciler.engine import AccountFailure, RunConfig, execute_apply, run_plan, run_status
 from reconciler.errors import ConfigError, ManifestError, ReconcilerError
@@ -186,6 +186,14 @@ max_deletes_option = click.option(
     show_default=True,
     help="Refuse a run that deletes more models than this (plan shows it blocked).",
 )
+load_grace_option = click.option(
+    "--load-grace",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LOAD_GRACE,
+    show_default=True,
+    help="Seconds an enterprise load may go unlisted before it is taken for lost and sent "
+    "again (enterprise servers list a model only once loaded).",
+)
 no_ledger_option = click.option(
     "--no-ledger", is_flag=True, help="Run without a ledger: no replace, no prune: managed."
 )
@@ -279,6 +287,7 @@ REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
 )
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
 @max_deletes_option
+@load_grace_option
 @ledger_option
 @no_ledger_option
 @click.pass_obj
@@ -290,12 +299,13 @@ def plan(
     out_file: Path | None,
     detailed_exitcode: bool,
     max_deletes: int,
+    load_grace: float,
     ledger_path: str | None,
     no_ledger: bool,
 ) -> int:
     """Read live state and show what apply would do."""
     config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
-    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes)
+    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes, load_grace)
     PLAN_WRITERS[output](run.plan, sys.stdout)
     echo_failures(run.failures)
     if out_file is not None and not run.failures:  # an incomplete plan is never saved
@@ -327,6 +337,7 @@ def plan(
     help="Seconds between two listings of an account (the spam window).",
 )
 @max_deletes_option
+@load_grace_option
 @ledger_option
 @no_ledger_option
 @click.pass_obj
@@ -339,6 +350,7 @@ def apply(
     timeout: float,
     poll_interval: float,
     max_deletes: int,
+    load_grace: float,
     ledger_path: str | None,
     no_ledger: bool,
 ) -> int:
@@ -350,7 +362,9 @@ def apply(
         obj, manifest_paths, account_names, ledger_path, no_ledger, claim_seconds
     )
     saved = read_plan_file(plan_file) if plan_file is not None else None
-    options = ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval)
+    options = ApplyOptions(
+        wait=not no_wait, timeout=timeout, poll_interval=poll_interval, load_grace=load_grace
+    )
     show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
     report = execute_apply(
         config,
