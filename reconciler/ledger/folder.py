@@ -32,7 +32,7 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,7 +44,7 @@ from reconciler.ledger.journal import JOURNAL_NAME, GroupCommit, JournalFile, jo
 
 #: The format of one account's file. Version 1 was the single-file ledger of earlier releases,
 #: which is read and converted on first use (:func:`read_legacy_file`).
-ACCOUNT_FILE_VERSION = 2
+ACCOUNT_FILE_VERSION: Literal[2] = 2
 HOLDER_NAME = ".holder"
 FILE_MODE = 0o600
 
@@ -71,28 +71,36 @@ class AccountFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format_version: int = ACCOUNT_FILE_VERSION
+    format_version: Literal[2] = Field(description="The format of this file; required.")
     account: str
     claim: Claim | None = None
     models: dict[str, LedgerEntry] = Field(default_factory=dict)
 
 
 def account_file_text(document: AccountFile) -> str:
-    """The account file's text: sorted keys, indent 2, so that diffs stay small."""
-    data = document.model_dump(mode="json", exclude_none=False)
-    data["models"] = {
-        model_id: entry.model_dump(mode="json", exclude_none=True)
+    """The account file's text: models sorted by id, indent 2, so that diffs stay small.
+
+    Serialised by pydantic-core in one call: a file of 100k entries takes a fraction of a
+    second, where ``json.dumps(indent=...)`` (pure Python) takes seconds.
+    """
+    models = {
+        model_id: entry.model_copy(update={"spec": dict(sorted(entry.spec.items()))})
+        if list(entry.spec) != sorted(entry.spec)
+        else entry
         for model_id, entry in sorted(document.models.items())
     }
-    return json.dumps(data, sort_keys=True, indent=2) + "\n"
+    ordered = document.model_copy(update={"models": models})
+    return ordered.model_dump_json(indent=2, exclude_none=True) + "\n"
 
 
 def parse_account_file(text: str, where: str) -> AccountFile:
     """Parse one account file; LedgerError with a recovery hint when it is not one."""
+    with suppress(ValidationError):  # the fast path; else say what is wrong, in order
+        return AccountFile.model_validate_json(text)
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LedgerError(unusable(where, f"is not valid JSON ({exc})")) from exc
+    except json.JSONDecodeError as error:
+        raise LedgerError(unusable(where, f"is not valid JSON ({error})")) from error
     if isinstance(data, dict) and data.get("format_version") != ACCOUNT_FILE_VERSION:
         version = json.dumps(data.get("format_version"))
         raise LedgerError(
@@ -104,8 +112,8 @@ def parse_account_file(text: str, where: str) -> AccountFile:
         )
     try:
         return AccountFile.model_validate(data)
-    except ValidationError as exc:
-        raise LedgerError(unusable(where, f"has the wrong shape ({first_error(exc)})")) from exc
+    except ValidationError as error:
+        raise LedgerError(unusable(where, f"has the wrong shape ({first_error(error)})")) from error
 
 
 def unusable(where: str, problem: str) -> str:
@@ -436,7 +444,12 @@ class FolderSession:
             if not models and account not in self.claims:
                 self.ledger.remove_account(account)
                 continue
-            document = AccountFile(account=account, claim=self.claims.get(account), models=models)
+            document = AccountFile(
+                format_version=ACCOUNT_FILE_VERSION,
+                account=account,
+                claim=self.claims.get(account),
+                models=models,
+            )
             self.ledger.write_account(account, document)
 
     def close(self) -> None:
