@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Sequence
 
 from reconciler.core.plan import Action, Plan
 from reconciler.core.report import AccountReport
@@ -97,7 +96,7 @@ def plan_text(plan: Plan) -> str:
 def render_plan_comment(plan: Plan, plan_hash: str, *, limit: int = COMMENT_LIMIT) -> str:
     """The sticky PR comment for ``plan``, at most ``limit`` characters."""
     text = plan_text(plan)
-    fence = _fence_for(text)
+    fence = fence_for(text)
     body = (
         f"{plan_marker(plan_hash)}\n"
         f"{plan_summary_line(plan)}\n\n"
@@ -153,7 +152,8 @@ def _closing(fence: str | None, details: int) -> str:
     return (f"{fence}\n" if fence else "") + "\n</details>\n" * details
 
 
-def _fence_for(text: str) -> str:
+def fence_for(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``."""
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     return "`" * max(3, longest + 1)
 
@@ -184,7 +184,7 @@ def failure_fingerprint(report: AccountReport) -> str:
 def drift_body(report: AccountReport, run_url: str) -> str:
     """The drift issue's body: marker, what failed, the fingerprint of the failure."""
     lines = account_report_lines(report)
-    fence = _fence_for("\n".join(lines))
+    fence = fence_for("\n".join(lines))
     link = f"\n\nLast seen by [this run]({run_url})." if run_url else ""
     body = (
         f"{drift_marker(report.account)}\n"
@@ -209,7 +209,7 @@ def drift_update_comment(report: AccountReport, reopened: bool) -> str:
     """The comment added when a failure comes back or changes."""
     verb = "The drift is back" if reopened else "The failure changed"
     lines = account_report_lines(report)
-    fence = _fence_for("\n".join(lines))
+    fence = fence_for("\n".join(lines))
     body = f"{verb} (`{report.failure_reason or 'not-converged'}`):\n\n{fence}text\n"
     body += "\n".join(lines) + f"\n{fence}\n"
     return cut_markdown(body, COMMENT_LIMIT, "_Cut to fit GitHub's size limit._")
@@ -227,8 +227,3 @@ def marker_matches(body: str, kind: str, **fields: str) -> bool:
     if data is None or data.get("v") != 1 or data.get("kind") != kind:
         return False
     return all(data.get(name) == value for name, value in fields.items())
-
-
-def comment_lines(items: Sequence[str]) -> str:
-    """Items as a markdown list."""
-    return "".join(f"- {item}\n" for item in items)

@@ -31,7 +31,7 @@ from typing import TextIO
 from reconciler.core.plan import Action, Plan
 from reconciler.core.report import ApplyReport, Outcome
 from reconciler.errors import ManifestProblem
-from reconciler.render.comment import account_table, plan_summary_line, plan_text
+from reconciler.render.comment import account_table, fence_for, plan_summary_line, plan_text
 from reconciler.render.report import account_report_lines, closing_line
 
 #: At most this many annotations of one kind per step (GitHub shows 10 per step anyway).
@@ -301,7 +301,7 @@ def _plan_sections(plan: Plan) -> list[Section]:
     for account in plan.accounts:
         one = plan.model_copy(update={"accounts": (account,), "blockers": (), "unread": ()})
         text = plan_text(one)
-        fence = "`" * max(3, max((len(r) for r in text.split("\n") if set(r) == {"`"}), default=0))
+        fence = fence_for(text)
         sections.append(
             Section(
                 f"<details><summary>{_md(account.account)}</summary>\n\n"
@@ -336,10 +336,11 @@ def apply_summary(
     sections = [Section(head + "\n", keep=True)]
     for account in report.accounts:
         lines = "\n".join(account_report_lines(account))
+        fence = fence_for(lines)
         sections.append(
             Section(
                 f"<details><summary>{_md(account.account)}</summary>\n\n"
-                f"```text\n{lines}\n```\n\n</details>\n\n"
+                f"{fence}text\n{lines}\n{fence}\n\n</details>\n\n"
             )
         )
     return fit_summary(sections)
