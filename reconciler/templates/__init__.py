@@ -28,9 +28,7 @@ def workflow_text(name: str, action: str = DEFAULT_ACTION) -> str:
     return text.replace(ACTION_PLACEHOLDER, action)
 
 
-def write_workflows(
-    root: Path, action: str = DEFAULT_ACTION, *, force: bool = False
-) -> list[Path]:
+def write_workflows(root: Path, action: str = DEFAULT_ACTION, *, force: bool = False) -> list[Path]:
     """Write the three workflows into ``root/.github/workflows``; return the paths written.
 
     Raises:
