@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import change
 
 from reconciler.core.live import Condition
-from reconciler.core.plan import AccountPlan, Action, Plan
+from reconciler.core.plan import AccountPlan, Action, ModelChange, Plan
 from reconciler.core.report import AccountReport, ApplyReport, ItemReport, Outcome
 from reconciler.errors import ManifestProblem
 from reconciler.render.comment import (
@@ -44,6 +44,12 @@ from reconciler.render.github import (
 
 GOLDEN = Path(__file__).parent / "golden"
 HASH = "sha256:" + "ab" * 32
+
+
+def change(model_id: str, action: Action, reason: str, **fields: Any) -> ModelChange:
+    """A declared, managed, ready change unless told otherwise."""
+    values: dict[str, Any] = {"condition": Condition.READY, "declared": True, "managed": True}
+    return ModelChange(model_id=model_id, action=action, reason=reason, **{**values, **fields})
 
 
 def golden(name: str, text: str) -> None:
