@@ -255,6 +255,26 @@ def test_eviction_between_review_and_merge_is_not_a_difference(world: World, gh:
     assert world.statuses("studio") == {"analog": "model_ready", "inpaint": "model_ready"}
 
 
+def test_url_change_merged_later_is_replaced(world: World, gh: Actions) -> None:
+    # The ledger is a local file here; with the git-branch store it is a fresh clone's.
+    world.manifest("studio", [community_model("analog")])
+    gh.schedule()
+    assert world.apply("--auto-approve").code == 0
+
+    world.manifest("studio", [community_model("analog", url="org/analog-v2")])
+    number = gh.github.open_pull()
+    gh.pull_request(number)
+    assert world.plan().code == 0
+    assert gh.outputs["to_replace"] == "studio/analog"
+    assert "1 to replace" in plan_comments(gh.github, number)[0]["body"]
+
+    gh.github.merge(number, sha := secrets.token_hex(20))
+    gh.push(sha)
+    applied = world.apply()
+    assert applied.code == 0, applied.text
+    assert world.models("studio")["analog"]["spec"]["url"] == "org/analog-v2"
+
+
 def test_push_without_pull_request_is_gated_by_auto_approve(world: World, gh: Actions) -> None:
     world.manifest("studio", [community_model("analog")])
     gh.push(secrets.token_hex(20))
