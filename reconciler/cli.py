@@ -25,7 +25,7 @@ from reconciler import schema as schema_files
 from reconciler.api.client import ClientSettings
 from reconciler.apply import ApplyOptions
 from reconciler.core.intent import Shard, in_shard, parse_shard
-from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
+from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Plan
 from reconciler.core.report import ApplyReport
 from reconciler.engine import (
     AccountFailure,
@@ -39,7 +39,7 @@ from reconciler.engine import (
 from reconciler.errors import ConfigError, ManifestError, PlanBlocked, ReconcilerError
 from reconciler.github.flow import CommentMode
 from reconciler.github.step import GithubStep, github_mode
-from reconciler.ledger.store import JsonFileLedger, default_ledger_path
+from reconciler.ledger.store import LedgerStore, open_ledger
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import LoadedAccount
 from reconciler.planfile import read_plan_file, write_plan_file
@@ -230,9 +230,11 @@ account_option = click.option(
 ledger_option = click.option(
     "--ledger",
     "ledger_path",
-    type=click.Path(path_type=Path, dir_okay=False),
     envvar="RECONCILER_LEDGER",
-    help="Ledger file [default: .reconciler-ledger.json beside the manifests].",
+    metavar="FOLDER|git:BRANCH",
+    help="Where the ledger lives: a folder, or git:BRANCH for a branch of the manifests' "
+    "repository (git: alone means git:reconciler-ledger) "
+    "[default: .reconciler-ledger/ beside the manifests folder].",
 )
 max_deletes_option = click.option(
     "--max-deletes",
@@ -240,6 +242,14 @@ max_deletes_option = click.option(
     default=DEFAULT_MAX_DELETES,
     show_default=True,
     help="Refuse a run that deletes more models than this (plan shows it blocked).",
+)
+load_grace_option = click.option(
+    "--load-grace",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LOAD_GRACE,
+    show_default=True,
+    help="Seconds an enterprise load may go unlisted before it is taken for lost and sent "
+    "again (enterprise servers list a model only once loaded).",
 )
 no_ledger_option = click.option(
     "--no-ledger", is_flag=True, help="Run without a ledger: no replace, no prune: managed."
@@ -274,13 +284,16 @@ def build_run(
     obj: dict[str, Any],
     paths: Sequence[str],
     names: Sequence[str],
-    ledger_path: Path | None,
+    ledger_path: str | None,
     no_ledger: bool,
+    claim_seconds: float = 3600.0,
+    *,
     shard: Shard | None = None,
-) -> tuple[RunConfig, JsonFileLedger | None]:
+) -> tuple[RunConfig, LedgerStore | None]:
     """What a networked command needs: accounts, environment, client settings, ledger store.
 
-    The ledger is None with ``--no-ledger``; else ``--ledger`` or the file beside the manifests.
+    The ledger is None with ``--no-ledger``; else ``--ledger`` or the folder beside the
+    manifests folder.
     """
     paths = paths or DEFAULT_PATHS
     settings = ClientSettings(
@@ -288,7 +301,7 @@ def build_run(
     )
     accounts = build_accounts(paths, names, shard)
     config = RunConfig(accounts, os.environ, obj["api_base"], settings)
-    store = None if no_ledger else JsonFileLedger(ledger_path or default_ledger_path(paths))
+    store = None if no_ledger else open_ledger(ledger_path, paths, claim_seconds)
     return config, store
 
 
@@ -345,6 +358,7 @@ REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
     help="-o github on a pull request: the sticky plan comment, always, only with changes, or not.",
 )
 @max_deletes_option
+@load_grace_option
 @ledger_option
 @no_ledger_option
 @shard_option
@@ -358,7 +372,8 @@ def plan(
     detailed_exitcode: bool,
     comment: CommentMode,
     max_deletes: int,
-    ledger_path: Path | None,
+    load_grace: float,
+    ledger_path: str | None,
     no_ledger: bool,
     shard: Shard | None,
 ) -> int:
@@ -373,14 +388,14 @@ def plan(
         step.fork_notice()  # no secrets on a fork's pull request: validate only, never fail
         return validate_into(step, paths, account_names, "text")
     try:
-        config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard)
+        config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
     except ManifestError as exc:
         if step is None:
             raise
         write_problems_text(exc.problems, sys.stderr)
         step.invalid(exc.problems)
         return EXIT_FAILED
-    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes)
+    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes, load_grace)
     PLAN_WRITERS["text" if step else output or "text"](run.plan, sys.stdout)
     echo_failures(run.failures)
     if out_file is not None and not run.failures:  # an incomplete plan is never saved
@@ -427,6 +442,7 @@ def plan(
     help="-o github: keep one 'Model drift (<account>)' issue per account that fails.",
 )
 @max_deletes_option
+@load_grace_option
 @ledger_option
 @no_ledger_option
 @shard_option
@@ -442,26 +458,38 @@ def apply(
     auto_approve: bool,
     drift_issue: bool,
     max_deletes: int,
-    ledger_path: Path | None,
+    load_grace: float,
+    ledger_path: str | None,
     no_ledger: bool,
     shard: Shard | None,
 ) -> int:
     """Converge the accounts on the manifests (or on a saved plan), wait, and report."""
     plan_file, manifest_paths = split_plan_file(paths)
     output = github_mode(output, os.environ)
+    # A claim on a shared ledger outlives the run's deadline a little, never much more.
+    claim_seconds = timeout + 600.0
     if output == "github":
         return apply_github(
             obj,
             plan_file,
             manifest_paths,
             account_names,
-            ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval),
+            ApplyOptions(
+                wait=not no_wait,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                load_grace=load_grace,
+            ),
             (auto_approve, drift_issue, max_deletes),
-            (ledger_path, no_ledger, shard),
+            (ledger_path, no_ledger, claim_seconds, shard),
         )
-    config, store = build_run(obj, manifest_paths, account_names, ledger_path, no_ledger, shard)
+    config, store = build_run(
+        obj, manifest_paths, account_names, ledger_path, no_ledger, claim_seconds, shard=shard
+    )
     saved = read_plan_file(plan_file) if plan_file is not None else None
-    options = ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval)
+    options = ApplyOptions(
+        wait=not no_wait, timeout=timeout, poll_interval=poll_interval, load_grace=load_grace
+    )
     show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
     report = execute_apply(
         config,
@@ -483,14 +511,17 @@ def apply_github(
     account_names: Sequence[str],
     options: ApplyOptions,
     flags: tuple[bool, bool, int],
-    ledger: tuple[Path | None, bool, Shard | None],
+    ledger: tuple[str | None, bool, float, Shard | None],
 ) -> int:
     """``apply -o github``: masks, the review gate on a push, the text plan and report on
     stdout, then annotations, summary, outputs and drift issues."""
     auto_approve, drift_issue, max_deletes = flags
+    ledger_path, no_ledger, claim_seconds, shard = ledger
     step = GithubStep.start(sys.stdout, os.environ, paths)
     try:
-        config, store = build_run(obj, paths, account_names, *ledger)
+        config, store = build_run(
+            obj, paths, account_names, ledger_path, no_ledger, claim_seconds, shard=shard
+        )
     except ManifestError as exc:
         write_problems_text(exc.problems, sys.stderr)
         step.invalid(exc.problems)
@@ -534,12 +565,12 @@ def status(
     paths: tuple[str, ...],
     account_names: tuple[str, ...],
     output: str,
-    ledger_path: Path | None,
+    ledger_path: str | None,
     no_ledger: bool,
     shard: Shard | None,
 ) -> int:
     """Show every declared and unmanaged model with its live condition."""
-    config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard)
+    config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
     live, failures = anyio.run(run_status, config)
     rows = status_rows(config.accounts, live, store.read() if store else None)
     (write_status_json if output == "json" else write_status_text)(rows, sys.stdout)

@@ -3,11 +3,12 @@ GitHub sets, against the emulator and a local fake of the GitHub REST API.
 
 A pull request's plan creates the sticky comment and a second plan edits the same one; the
 merge applies what was reviewed; a plan that changed between review and merge is refused
-``plan-changed`` while an eviction in between is not; the schedule repairs an evicted model; a
-failing model opens the drift issue and a later success closes it; a fork's pull request
-validates with a notice. The ledger is a local file here (the git-branch store is tested on its
-own). Canary keys and the GitHub token appear nowhere: outputs, summary, comment and issue
-bodies, the ledger, logs.
+``plan-changed`` while an eviction in between is not; a url change merged later is replaced,
+also from a fresh clone with the git-branch ledger and a local bare repository as ``origin``;
+the schedule repairs an evicted model; a failing model opens the drift issue and a later success
+closes it; a fork's pull request validates with a notice. The other tests keep the ledger in a
+local folder. Canary keys and the GitHub token appear nowhere: outputs, summary, comment and
+issue bodies, the ledger (folder or branch), logs.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import EIGHT_DAYS, Result, World, community_model
+from e2e_support import APPLY_TIMEOUT, EIGHT_DAYS, POLL_INTERVAL, Result, World, community_model
 from github_fake import REPO, GitHubState, running_github
+from test_e2e_ledger import branch_files, commit_manifests, fresh_clone, git, origin
 
 from reconciler.render.comment import read_marker
 
@@ -139,8 +141,9 @@ def gh(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterato
     for text in [*actions.every_text(), *world.outputs]:
         for secret in secrets_:
             assert secret not in text
-    if world.ledger.exists():
-        ledger = world.ledger.read_text(encoding="utf-8")
+    ledger_files = [p for p in world.ledger.rglob("*") if p.is_file()]
+    for path in ledger_files:
+        ledger = path.read_text(encoding="utf-8", errors="replace")
         assert not any(secret in ledger for secret in secrets_)
 
 
@@ -256,7 +259,6 @@ def test_eviction_between_review_and_merge_is_not_a_difference(world: World, gh:
 
 
 def test_url_change_merged_later_is_replaced(world: World, gh: Actions) -> None:
-    # The ledger is a local file here; with the git-branch store it is a fresh clone's.
     world.manifest("studio", [community_model("analog")])
     gh.schedule()
     assert world.apply("--auto-approve").code == 0
@@ -273,6 +275,57 @@ def test_url_change_merged_later_is_replaced(world: World, gh: Actions) -> None:
     applied = world.apply()
     assert applied.code == 0, applied.text
     assert world.models("studio")["analog"]["spec"]["url"] == "org/analog-v2"
+
+
+__all__ = ["origin"]  # the bare repository fixture of the ledger tests
+
+
+def ci_apply(world: World, clone: Path, *extra: str) -> Result:
+    """The apply workflow's command in a fresh clone: ``--ledger git:reconciler-ledger``."""
+    return world.cli(
+        "apply",
+        str(clone / "manifests"),
+        "--ledger",
+        "git:reconciler-ledger",
+        "--poll-interval",
+        str(POLL_INTERVAL),
+        "--timeout",
+        str(APPLY_TIMEOUT),
+        *extra,
+    )
+
+
+def test_url_change_merged_later_is_replaced_from_a_fresh_clone(
+    world: World, gh: Actions, origin: Path
+) -> None:
+    world.manifest("studio", [community_model("analog", url="org/v1")])
+    commit_manifests(world, fresh_clone(world, origin, "dev-1"), "declare analog")
+    gh.schedule()
+    assert ci_apply(world, fresh_clone(world, origin, "ci-1"), "--auto-approve").code == 0
+
+    # The pull request: its plan runs in its own checkout, against the ledger branch.
+    world.manifest("studio", [community_model("analog", url="org/v2")])
+    pull = fresh_clone(world, origin, "pr")
+    commit = world.manifests / "studio.yaml"
+    (pull / "manifests" / "studio.yaml").write_text(commit.read_text(encoding="utf-8"))
+    number = gh.github.open_pull()
+    gh.pull_request(number)
+    planned = world.cli("plan", str(pull / "manifests"), "--ledger", "git:reconciler-ledger")
+    assert planned.code == 0, planned.text
+    assert gh.outputs["to_replace"] == "studio/analog"
+
+    # Merged; the apply workflow starts from a fresh clone: only the ledger branch remembers.
+    commit_manifests(world, fresh_clone(world, origin, "dev-2"), "analog v2")
+    sha = git(origin, "rev-parse", "main")
+    gh.github.merge(number, sha)
+    gh.push(sha)
+    applied = ci_apply(world, fresh_clone(world, origin, "ci-2"))
+    assert applied.code == 0, applied.text
+    assert gh.outputs["to_replace"] == "studio/analog"
+    assert world.models("studio")["analog"]["spec"]["url"] == "org/v2"
+    branch = branch_files(origin)
+    assert branch["studio.json"]["models"]["analog"]["spec"]["url"] == "org/v2"  # type: ignore[index]
+    assert not any(secret in json.dumps(branch) for secret in [*world.keys.values(), gh.token])
 
 
 def test_push_without_pull_request_is_gated_by_auto_approve(world: World, gh: Actions) -> None:
