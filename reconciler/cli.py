@@ -4,7 +4,8 @@ Each command builds its collaborators, calls one function of the engine, renders
 and returns an exit code. :func:`main` is the one error boundary (design.md §4): expected
 errors (:class:`ReconcilerError`, bad usage) print one or two lines and exit 1, Ctrl-C exits
 130, anything else is a bug and exits 3 with a hint to report it; no traceback unless
-``--debug``.
+``--debug``. Messages quote the API, paths and manifest values, so what the CLI echoes itself
+passes through :func:`~reconciler.render.safe_text.safe_text`, and so do log lines.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from reconciler.render.plan_json import write_plan_json
 from reconciler.render.plan_text import write_plan_text
 from reconciler.render.progress import make_progress
 from reconciler.render.report import write_report_json, write_report_text
+from reconciler.render.safe_text import SafeLogFormatter, safe_text
 from reconciler.render.status import status_rows, write_status_json, write_status_text
 
 EXIT_OK, EXIT_FAILED, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -105,7 +107,8 @@ def validate(paths: tuple[str, ...], account_names: tuple[str, ...], output: str
         write_validation_json([], [a.name for a in accounts], sys.stdout)
     else:
         noun = "account" if len(accounts) == 1 else "accounts"
-        click.echo(f"{len(accounts)} {noun} valid: {', '.join(a.name for a in accounts)}")
+        names = safe_text(", ".join(a.name for a in accounts))
+        click.echo(f"{len(accounts)} {noun} valid: {names}")
     return EXIT_OK
 
 
@@ -191,11 +194,12 @@ no_ledger_option = click.option(
 
 def configure_logging(debug: bool) -> None:
     """Log lines on stderr: everything with ``--debug``; otherwise warnings, but not the
-    routine retries of the API client, which progress already shows as waiting."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    routine retries of the API client, which progress already shows as waiting. Log messages
+    quote the API's answers, so the formatter neutralises them (:class:`SafeLogFormatter`)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # As before: a no-op when the root logger already has handlers (a host program, pytest).
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     logging.getLogger("stamina").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
@@ -241,7 +245,15 @@ def split_plan_file(paths: Sequence[str]) -> tuple[Path | None, tuple[str, ...]]
 def echo_failures(failures: Sequence[AccountFailure]) -> None:
     """One line per account that could not be read, on stderr."""
     for failure in failures:
-        click.echo(f"error: {failure.account}: {failure.message} ({failure.reason})", err=True)
+        message = safe_text(f"{failure.account}: {failure.message}")
+        click.echo(f"error: {message} ({failure.reason})", err=True)
+
+
+def echo_error(exc: ReconcilerError) -> None:
+    """``error: …`` on stderr: one line per manifest problem, else the message on one line."""
+    problems = exc.problems if isinstance(exc, ManifestError) else ()
+    for line in [str(p) for p in problems] or [str(exc)]:
+        click.echo(f"error: {safe_text(line)}", err=True)
 
 
 def write_plan_markdown(plan: Plan, stream: TextIO) -> None:
@@ -417,13 +429,14 @@ def run(args: list[str]) -> int:
         exc.show()
         return EXIT_FAILED
     except ReconcilerError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo_error(exc)
         return EXIT_FAILED
     except Exception as exc:  # the boundary for bugs: anything unexpected
         if debug:
-            traceback.print_exc()
+            for line in traceback.format_exc().splitlines():
+                click.echo(safe_text(line), err=True)
         click.echo(
-            f"internal error: {type(exc).__name__}: {exc}\n"
+            f"internal error: {type(exc).__name__}: {safe_text(str(exc))}\n"
             "This is a bug in reconciler; please report it with the output of --debug.",
             err=True,
         )
