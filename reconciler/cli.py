@@ -16,7 +16,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import anyio
 import click
@@ -25,10 +25,17 @@ from reconciler import __version__
 from reconciler import schema as schema_files
 from reconciler.api.client import ClientSettings
 from reconciler.apply import ApplyOptions
-from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
+from reconciler.core.plan import DEFAULT_MAX_DELETES, Action, Plan
 from reconciler.core.report import ApplyReport
-from reconciler.engine import AccountFailure, RunConfig, execute_apply, run_plan, run_status
-from reconciler.errors import ConfigError, ManifestError, ReconcilerError
+from reconciler.engine import (
+    AccountFailure,
+    PlanRun,
+    RunConfig,
+    execute_apply,
+    run_plan,
+    run_status,
+)
+from reconciler.errors import ApplyDeclined, ConfigError, ManifestError, ReconcilerError
 from reconciler.ledger.store import JsonFileLedger, default_ledger_path
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import LoadedAccount
@@ -41,6 +48,7 @@ from reconciler.render.progress import make_progress
 from reconciler.render.report import write_report_json, write_report_text
 from reconciler.render.safe_text import SafeLogFormatter, safe_text
 from reconciler.render.status import status_rows, write_status_json, write_status_text
+from reconciler.scaffold import DEFAULT_DIRECTORY, key_env_for, starter_files, write_starter
 
 EXIT_OK, EXIT_FAILED, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -256,6 +264,49 @@ def echo_error(exc: ReconcilerError) -> None:
         click.echo(f"error: {safe_text(line)}", err=True)
 
 
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer a question (CI, cron and pipes cannot)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stdin
+        return False
+
+
+def build_on_plan(output: str, *, ask: bool) -> Callable[[PlanRun], None] | None:
+    """What ``apply`` does with its plan before it sends anything: print it (text output, or
+    on stderr to a person asked to approve it), and ask (:func:`confirm_plan`)."""
+    if output != "text" and not ask:
+        return None
+    stream = sys.stdout if output == "text" else sys.stderr
+
+    def on_plan(run: PlanRun) -> None:
+        write_plan_text(run.plan, stream)
+        if ask:
+            confirm_plan(run.plan, stream, sys.stdin)
+
+    return on_plan
+
+
+#: Actions that send a request; a plan with none of them is not worth a question.
+SENDING_ACTIONS = frozenset({Action.LOAD, Action.RELOAD, Action.REPLACE, Action.DELETE})
+
+
+def confirm_plan(plan: Plan, stream: TextIO, answers: TextIO) -> None:
+    """Ask, as Terraform does, whether to apply; anything but ``yes`` stops the run.
+
+    Nothing is asked when no request would be sent or a guard blocks the plan (apply refuses
+    it anyway). Raises ApplyDeclined (exit 1) before anything is sent.
+    """
+    accounts = [a for a in plan.accounts if any(c.action in SENDING_ACTIONS for c in a.changes)]
+    if not accounts or plan.is_blocked():
+        return
+    noun = "account" if len(accounts) == 1 else "accounts"
+    stream.write(f"\nApply these changes to {len(accounts)} {noun}? Only 'yes' is accepted: ")
+    stream.flush()
+    if answers.readline().strip() != "yes":
+        raise ApplyDeclined("apply cancelled: the answer was not 'yes'; nothing was sent")
+
+
 def write_plan_markdown(plan: Plan, stream: TextIO) -> None:
     """The plan as a pull-request comment."""
     stream.write(render_plan_markdown(plan))
@@ -335,6 +386,11 @@ def plan(
     help="Seconds between two listings of an account (the spam window).",
 )
 @max_deletes_option
+@click.option(
+    "--auto-approve",
+    is_flag=True,
+    help="Do not ask for confirmation on a terminal (without one, apply never asks).",
+)
 @ledger_option
 @no_ledger_option
 @click.pass_obj
@@ -347,22 +403,27 @@ def apply(
     timeout: float,
     poll_interval: float,
     max_deletes: int,
+    auto_approve: bool,
     ledger_path: Path | None,
     no_ledger: bool,
 ) -> int:
-    """Converge the accounts on the manifests (or on a saved plan), wait, and report."""
+    """Converge the accounts on the manifests (or on a saved plan), wait, and report.
+
+    On a terminal, the plan is shown and applied only when the answer is ``yes``, unless
+    ``--auto-approve``; a saved plan was reviewed already and is not asked about again.
+    """
     plan_file, manifest_paths = split_plan_file(paths)
     config, store = build_run(obj, manifest_paths, account_names, ledger_path, no_ledger)
     saved = read_plan_file(plan_file) if plan_file is not None else None
     options = ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval)
-    show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
+    ask = not auto_approve and saved is None and stdin_is_terminal()
     report = execute_apply(
         config,
         store,
         options,
         saved=saved,
         max_deletes=max_deletes,
-        on_plan=show_plan,
+        on_plan=build_on_plan(output, ask=ask),
         progress=make_progress(sys.stderr),
     )
     REPORT_WRITERS[output](report, sys.stdout)
@@ -391,6 +452,33 @@ def status(
     (write_status_json if output == "json" else write_status_text)(rows, sys.stdout)
     echo_failures(failures)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--account", required=True, help="Name of the account the manifest declares.")
+@click.option(
+    "--api",
+    type=click.Choice(["community", "enterprise"]),
+    required=True,
+    help="community (v3/v4 endpoints) or enterprise (a dedicated server, v1/enterprise).",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init(
+    directory: Path | None, account: str, api: Literal["community", "enterprise"], force: bool
+) -> int:
+    """Write a starter manifest DIRECTORY/ACCOUNT.yaml (default: manifests/) and its schema."""
+    folder = directory or DEFAULT_DIRECTORY
+    for path, what in write_starter(starter_files(folder, account, api), force=force):
+        note = (
+            " (another version's: `reconciler schema --write` updates it)" if what == "kept" else ""
+        )
+        click.echo(f"{path}: {what}{note}")
+    click.echo(
+        f"Next: put the account's API key in {key_env_for(account)}, then\n"
+        f"  reconciler validate {folder}\n  reconciler plan {folder}"
+    )
+    return EXIT_OK
 
 
 @cli.command()
