@@ -4,7 +4,8 @@ Each command builds its collaborators, calls one function of the engine, renders
 and returns an exit code. :func:`main` is the one error boundary (design.md §4): expected
 errors (:class:`ReconcilerError`, bad usage) print one or two lines and exit 1, Ctrl-C exits
 130, anything else is a bug and exits 3 with a hint to report it; no traceback unless
-``--debug``.
+``--debug``. Messages quote the API, paths and manifest values, so what the CLI echoes itself
+passes through :func:`~reconciler.render.safe_text.safe_text`, and so do log lines.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import anyio
 import click
@@ -25,7 +26,7 @@ from reconciler import schema as schema_files
 from reconciler.api.client import ClientSettings
 from reconciler.apply import ApplyOptions
 from reconciler.core.intent import Shard, in_shard, parse_shard
-from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Plan
+from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Action, Plan
 from reconciler.core.report import ApplyReport
 from reconciler.engine import (
     AccountFailure,
@@ -36,7 +37,13 @@ from reconciler.engine import (
     run_plan,
     run_status,
 )
-from reconciler.errors import ConfigError, ManifestError, PlanBlocked, ReconcilerError
+from reconciler.errors import (
+    ApplyDeclined,
+    ConfigError,
+    ManifestError,
+    PlanBlocked,
+    ReconcilerError,
+)
 from reconciler.github.flow import CommentMode
 from reconciler.github.step import GithubStep, github_mode
 from reconciler.ledger.store import LedgerStore, open_ledger
@@ -49,7 +56,9 @@ from reconciler.render.plan_json import write_plan_json
 from reconciler.render.plan_text import write_plan_text
 from reconciler.render.progress import make_progress
 from reconciler.render.report import write_report_json, write_report_text
+from reconciler.render.safe_text import SafeLogFormatter, safe_text
 from reconciler.render.status import status_rows, write_status_json, write_status_text
+from reconciler.scaffold import DEFAULT_DIRECTORY, key_env_for, starter_files, write_starter
 
 EXIT_OK, EXIT_FAILED, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -161,7 +170,8 @@ def validate_into(
         write_validation_json([], [a.name for a in accounts], sys.stdout)
     else:
         noun = "account" if len(accounts) == 1 else "accounts"
-        click.echo(f"{len(accounts)} {noun} valid: {', '.join(a.name for a in accounts)}")
+        names = safe_text(", ".join(a.name for a in accounts))
+        click.echo(f"{len(accounts)} {noun} valid: {names}")
     return EXIT_OK
 
 
@@ -258,11 +268,12 @@ no_ledger_option = click.option(
 
 def configure_logging(debug: bool) -> None:
     """Log lines on stderr: everything with ``--debug``; otherwise warnings, but not the
-    routine retries of the API client, which progress already shows as waiting."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    routine retries of the API client, which progress already shows as waiting. Log messages
+    quote the API's answers, so the formatter neutralises them (:class:`SafeLogFormatter`)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # As before: a no-op when the root logger already has handlers (a host program, pytest).
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     logging.getLogger("stamina").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
@@ -317,7 +328,58 @@ def split_plan_file(paths: Sequence[str]) -> tuple[Path | None, tuple[str, ...]]
 def echo_failures(failures: Sequence[AccountFailure]) -> None:
     """One line per account that could not be read, on stderr."""
     for failure in failures:
-        click.echo(f"error: {failure.account}: {failure.message} ({failure.reason})", err=True)
+        message = safe_text(f"{failure.account}: {failure.message}")
+        click.echo(f"error: {message} ({failure.reason})", err=True)
+
+
+def echo_error(exc: ReconcilerError) -> None:
+    """``error: …`` on stderr: one line per manifest problem, else the message on one line."""
+    problems = exc.problems if isinstance(exc, ManifestError) else ()
+    for line in [str(p) for p in problems] or [str(exc)]:
+        click.echo(f"error: {safe_text(line)}", err=True)
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer a question (CI, cron and pipes cannot)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stdin
+        return False
+
+
+def build_on_plan(output: str, *, ask: bool) -> Callable[[PlanRun], None] | None:
+    """What ``apply`` does with its plan before it sends anything: print it (text output, or
+    on stderr to a person asked to approve it), and ask (:func:`confirm_plan`)."""
+    if output != "text" and not ask:
+        return None
+    stream = sys.stdout if output == "text" else sys.stderr
+
+    def on_plan(run: PlanRun) -> None:
+        write_plan_text(run.plan, stream)
+        if ask:
+            confirm_plan(run.plan, stream, sys.stdin)
+
+    return on_plan
+
+
+#: Actions that send a request; a plan with none of them is not worth a question.
+SENDING_ACTIONS = frozenset({Action.LOAD, Action.RELOAD, Action.REPLACE, Action.DELETE})
+
+
+def confirm_plan(plan: Plan, stream: TextIO, answers: TextIO) -> None:
+    """Ask, as Terraform does, whether to apply; anything but ``yes`` stops the run.
+
+    Nothing is asked when no request would be sent or a guard blocks the plan (apply refuses
+    it anyway). Raises ApplyDeclined (exit 1) before anything is sent.
+    """
+    accounts = [a for a in plan.accounts if any(c.action in SENDING_ACTIONS for c in a.changes)]
+    if not accounts or plan.is_blocked():
+        return
+    noun = "account" if len(accounts) == 1 else "accounts"
+    stream.write(f"\nApply these changes to {len(accounts)} {noun}? Only 'yes' is accepted: ")
+    stream.flush()
+    if answers.readline().strip() != "yes":
+        raise ApplyDeclined("apply cancelled: the answer was not 'yes'; nothing was sent")
 
 
 def write_plan_markdown(plan: Plan, stream: TextIO) -> None:
@@ -434,7 +496,8 @@ def plan(
 @click.option(
     "--auto-approve",
     is_flag=True,
-    help="-o github on a push: apply even without a reviewed plan, or one that changed.",
+    help="Do not ask for confirmation on a terminal (without one, apply never asks); with "
+    "-o github on a push, apply even without a reviewed plan, or one that changed.",
 )
 @click.option(
     "--drift-issue",
@@ -463,7 +526,11 @@ def apply(
     no_ledger: bool,
     shard: Shard | None,
 ) -> int:
-    """Converge the accounts on the manifests (or on a saved plan), wait, and report."""
+    """Converge the accounts on the manifests (or on a saved plan), wait, and report.
+
+    On a terminal, the plan is shown and applied only when the answer is ``yes``, unless
+    ``--auto-approve``; a saved plan was reviewed already and is not asked about again.
+    """
     plan_file, manifest_paths = split_plan_file(paths)
     output = github_mode(output, os.environ)
     # A claim on a shared ledger outlives the run's deadline a little, never much more.
@@ -490,14 +557,14 @@ def apply(
     options = ApplyOptions(
         wait=not no_wait, timeout=timeout, poll_interval=poll_interval, load_grace=load_grace
     )
-    show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
+    ask = not auto_approve and saved is None and stdin_is_terminal()
     report = execute_apply(
         config,
         store,
         options,
         saved=saved,
         max_deletes=max_deletes,
-        on_plan=show_plan,
+        on_plan=build_on_plan(output, ask=ask),
         progress=make_progress(sys.stderr),
     )
     REPORT_WRITERS[output](report, sys.stdout)
@@ -579,6 +646,33 @@ def status(
 
 
 @cli.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--account", required=True, help="Name of the account the manifest declares.")
+@click.option(
+    "--api",
+    type=click.Choice(["community", "enterprise"]),
+    required=True,
+    help="community (v3/v4 endpoints) or enterprise (a dedicated server, v1/enterprise).",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init(
+    directory: Path | None, account: str, api: Literal["community", "enterprise"], force: bool
+) -> int:
+    """Write a starter manifest DIRECTORY/ACCOUNT.yaml (default: manifests/) and its schema."""
+    folder = directory or DEFAULT_DIRECTORY
+    for path, what in write_starter(starter_files(folder, account, api), force=force):
+        note = (
+            " (another version's: `reconciler schema --write` updates it)" if what == "kept" else ""
+        )
+        click.echo(f"{path}: {what}{note}")
+    click.echo(
+        f"Next: put the account's API key in {key_env_for(account)}, then\n"
+        f"  reconciler validate {folder}\n  reconciler plan {folder}"
+    )
+    return EXIT_OK
+
+
+@cli.command()
 @click.option(
     "--time-scale",
     type=click.FloatRange(min=1),
@@ -614,13 +708,14 @@ def run(args: list[str]) -> int:
         exc.show()
         return EXIT_FAILED
     except ReconcilerError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo_error(exc)
         return EXIT_FAILED
     except Exception as exc:  # the boundary for bugs: anything unexpected
         if debug:
-            traceback.print_exc()
+            for line in traceback.format_exc().splitlines():
+                click.echo(safe_text(line), err=True)
         click.echo(
-            f"internal error: {type(exc).__name__}: {exc}\n"
+            f"internal error: {type(exc).__name__}: {safe_text(str(exc))}\n"
             "This is a bug in reconciler; please report it with the output of --debug.",
             err=True,
         )

@@ -13,6 +13,7 @@ API key: API errors carry the account and the endpoint, not the request body.
      │    └── LedgerLocked        another run holds the ledger's lock
      ├── StalePlanError           a saved plan whose live state has moved (plan-changed)
      ├── PlanBlocked              a guard stops the run before any request is sent
+     ├── ApplyDeclined            the person at the terminal did not answer ``yes``
      └── ApiError                 anything the API or the network answered badly
           ├── InvalidKey          ``Invalid Api Key`` (HTTP 401 in modern mode)
           ├── ValidationFailed    Laravel-style field errors (HTTP 400)
@@ -109,6 +110,10 @@ class StalePlanError(ReconcilerError):
 
 class PlanBlocked(ReconcilerError):
     """A guard (``--max-deletes``, never leave an account empty) stops the run before it acts."""
+
+
+class ApplyDeclined(ReconcilerError):
+    """``apply`` asked on a terminal and the answer was not ``yes``: nothing was sent."""
 
 
 class ApiError(ReconcilerError):

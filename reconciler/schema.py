@@ -14,6 +14,8 @@ from reconciler.errors import ConfigError
 from reconciler.manifest.models import ACCOUNT_ADAPTER, FORMAT_VERSION
 
 SCHEMA_FILE = Path("schemas") / "manifest.schema.json"
+#: The schema's ``$id``: stable across versions, so editors and caches keep one identity for it.
+SCHEMA_ID = "https://github.com/reconciler/reconciler/schemas/manifest.schema.json"
 
 
 def manifest_schema() -> dict[str, Any]:
@@ -21,7 +23,7 @@ def manifest_schema() -> dict[str, Any]:
     schema = ACCOUNT_ADAPTER.json_schema()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://github.com/reconciler/reconciler/schemas/manifest.schema.json",
+        "$id": SCHEMA_ID,
         "title": f"reconciler manifest (format version {FORMAT_VERSION})",
         "description": "One YAML document declares the models of one ModelsLab account.",
         **schema,

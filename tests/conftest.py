@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -37,3 +39,10 @@ def _outside_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
     (there ``GITHUB_ACTIONS=true`` would switch every command to ``-o github``)."""
     for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_EVENT_NAME"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_terminal_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's terminal: with ``pytest -s`` stdin would be one, and an
+    in-process ``apply`` would wait for an answer. Tests of the question use a pseudo-terminal."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
