@@ -59,6 +59,7 @@ from reconciler.render.report import write_report_json, write_report_text
 from reconciler.render.safe_text import SafeLogFormatter, safe_text
 from reconciler.render.status import status_rows, write_status_json, write_status_text
 from reconciler.scaffold import DEFAULT_DIRECTORY, key_env_for, starter_files, write_starter
+from reconciler.templates import DEFAULT_ACTION, write_workflows
 
 EXIT_OK, EXIT_FAILED, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -655,8 +656,25 @@ def status(
     help="community (v3/v4 endpoints) or enterprise (a dedicated server, v1/enterprise).",
 )
 @click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option(
+    "--github",
+    is_flag=True,
+    help="Also write the plan, apply and reconcile workflows into .github/workflows/ of the "
+    "folder above DIRECTORY (the repository's root).",
+)
+@click.option(
+    "--action",
+    default=DEFAULT_ACTION,
+    show_default=True,
+    help="With --github: the action the workflows use, OWNER/REPO@COMMIT_SHA.",
+)
 def init(
-    directory: Path | None, account: str, api: Literal["community", "enterprise"], force: bool
+    directory: Path | None,
+    account: str,
+    api: Literal["community", "enterprise"],
+    force: bool,
+    github: bool,
+    action: str,
 ) -> int:
     """Write a starter manifest DIRECTORY/ACCOUNT.yaml (default: manifests/) and its schema."""
     folder = directory or DEFAULT_DIRECTORY
@@ -665,6 +683,14 @@ def init(
             " (another version's: `reconciler schema --write` updates it)" if what == "kept" else ""
         )
         click.echo(f"{path}: {what}{note}")
+    if github:
+        root = folder.resolve().parent
+        for path in write_workflows(root, action, force=force, key_env=key_env_for(account)):
+            click.echo(f"{path}: written")
+        click.echo(
+            f"Add the repository secret {key_env_for(account)} with the account's API key, and "
+            "pin --action to a commit SHA if you have not."
+        )
     click.echo(
         f"Next: put the account's API key in {key_env_for(account)}, then\n"
         f"  reconciler validate {folder}\n  reconciler plan {folder}"

@@ -33,6 +33,7 @@ from reconciler.core.report import ApplyReport, Outcome
 from reconciler.errors import ManifestProblem
 from reconciler.render.comment import account_table, fence_for, plan_summary_line, plan_text
 from reconciler.render.report import account_report_lines, closing_line
+from reconciler.render.safe_text import markdown_text, safe_text
 
 #: At most this many annotations of one kind per step (GitHub shows 10 per step anyway).
 ANNOTATION_CAP = 10
@@ -94,9 +95,10 @@ class Annotation:
         if self.column:
             props.append(f"col={self.column}")
         if self.title:
-            props.append(f"title={escape_property(self.title)}")
+            props.append(f"title={escape_property(safe_text(self.title))}")
         head = f"::error {','.join(props)}::" if props else "::error::"
-        return head + escape_data(self.message)
+        # Model ids and API messages come from outside: one line, no control characters.
+        return head + escape_data(safe_text(self.message))
 
 
 def capped(
@@ -347,7 +349,7 @@ def apply_summary(
 
 
 def _md(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;")
+    return markdown_text(text)
 
 
 # -- writing ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from reconciler.errors import ConfigError
+from reconciler.fsutil import atomic_write_text
 
 WORKFLOW_NAMES = ("plan.yml", "apply.yml", "reconcile.yml")
 ACTION_PLACEHOLDER = "__RECONCILER_ACTION__"
@@ -20,15 +21,26 @@ ACTION_PLACEHOLDER = "__RECONCILER_ACTION__"
 DEFAULT_ACTION = "OWNER/reconciler@COMMIT_SHA"
 
 
-def workflow_text(name: str, action: str = DEFAULT_ACTION) -> str:
-    """The text of one template workflow with ``uses:`` set to ``action``."""
+#: The key variable the templates name; ``init`` puts the account's own in its place.
+TEMPLATE_KEY_ENV = "MODELSLAB_KEY_STUDIO_PROD"
+
+
+def workflow_text(name: str, action: str = DEFAULT_ACTION, key_env: str | None = None) -> str:
+    """The text of one template workflow with ``uses:`` set to ``action``.
+
+    ``key_env`` replaces the templates' example key variable (and its secret's name).
+    """
     if name not in WORKFLOW_NAMES:
         raise ConfigError(f"no workflow template {name}; there are {', '.join(WORKFLOW_NAMES)}")
     text = resources.files(__package__).joinpath("workflows", name).read_text(encoding="utf-8")
+    if key_env is not None:
+        text = text.replace(TEMPLATE_KEY_ENV, key_env)
     return text.replace(ACTION_PLACEHOLDER, action)
 
 
-def write_workflows(root: Path, action: str = DEFAULT_ACTION, *, force: bool = False) -> list[Path]:
+def write_workflows(
+    root: Path, action: str = DEFAULT_ACTION, *, force: bool = False, key_env: str | None = None
+) -> list[Path]:
     """Write the three workflows into ``root/.github/workflows``; return the paths written.
 
     Raises:
@@ -43,5 +55,5 @@ def write_workflows(root: Path, action: str = DEFAULT_ACTION, *, force: bool = F
             raise ConfigError(f"{target} exists; remove it or pass --force to overwrite")
     folder.mkdir(parents=True, exist_ok=True)
     for target in targets:
-        target.write_text(workflow_text(target.name, action), encoding="utf-8")
+        atomic_write_text(target, workflow_text(target.name, action, key_env), 0o644)
     return targets

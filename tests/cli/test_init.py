@@ -172,3 +172,27 @@ def test_init_requires_account_and_api(capsys: pytest.CaptureFixture[str]) -> No
     assert reconciler(capsys, "init", "--api", "community")[0] == 1
     assert reconciler(capsys, "init", "--account", "a")[0] == 1
     assert reconciler(capsys, "init", "--account", "a", "--api", "other")[0] == 1
+
+
+def test_init_github_writes_the_three_workflows_for_the_account(
+    capsys: pytest.CaptureFixture[str], in_tmp: Path
+) -> None:
+    action = "octo/reconciler@" + "a" * 40
+    code, out, err = reconciler(
+        capsys, "init", "--account", "studio-prod", "--api", "community", "--github",
+        "--action", action,
+    )  # fmt: skip
+    assert code == 0, err
+    folder = in_tmp / ".github" / "workflows"
+    assert sorted(p.name for p in folder.iterdir()) == ["apply.yml", "plan.yml", "reconcile.yml"]
+    key_env = key_env_for("studio-prod")
+    for path in folder.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert f"uses: {action}" in text
+        assert "MODELSLAB_KEY_STUDIO_PROD" not in text or key_env == "MODELSLAB_KEY_STUDIO_PROD"
+        assert f"secrets.{key_env}" in text
+    assert f"repository secret {key_env}" in out
+    assert reconciler(capsys, "validate", "manifests")[0] == 0
+    # a second run refuses to overwrite them
+    again = reconciler(capsys, "init", "--account", "other", "--api", "community", "--github")
+    assert again[0] == 1 and "--force" in again[2]
