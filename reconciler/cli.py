@@ -23,6 +23,7 @@ import click
 from reconciler import __version__
 from reconciler import schema as schema_files
 from reconciler.api.client import ClientSettings
+from reconciler.api.secret import install_log_redaction, redact
 from reconciler.apply import ApplyOptions
 from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
 from reconciler.core.report import ApplyReport
@@ -63,6 +64,13 @@ paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=str
     show_default=True,
     help="Seconds one HTTP request may take.",
 )
+@click.option(
+    "--unreachable-timeout",
+    type=click.FloatRange(min=0.1),
+    default=15.0,
+    show_default=True,
+    help="Seconds a call keeps retrying an API it cannot reach before it gives up.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.pass_context
 def cli(
@@ -70,6 +78,7 @@ def cli(
     api_base: str | None,
     spam_window: float,
     request_timeout: float,
+    unreachable_timeout: float,
     debug: bool,
 ) -> None:
     """Keep the models on ModelsLab accounts equal to what YAML manifests declare."""
@@ -78,6 +87,7 @@ def cli(
         "api_base": api_base,
         "spam_window": spam_window,
         "request_timeout": request_timeout,
+        "unreachable_timeout": unreachable_timeout,
         "debug": debug,
     }
 
@@ -191,7 +201,12 @@ no_ledger_option = click.option(
 
 def configure_logging(debug: bool) -> None:
     """Log lines on stderr: everything with ``--debug``; otherwise warnings, but not the
-    routine retries of the API client, which progress already shows as waiting."""
+    routine retries of the API client, which progress already shows as waiting.
+
+    Every record is redacted as it is made (URL credentials, the run's keys), whichever
+    library logged it: httpx logs each request's URL, user-info included.
+    """
+    install_log_redaction()
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -222,7 +237,9 @@ def build_run(
     """
     paths = paths or DEFAULT_PATHS
     settings = ClientSettings(
-        request_timeout=obj["request_timeout"], spam_window=obj["spam_window"]
+        request_timeout=obj["request_timeout"],
+        spam_window=obj["spam_window"],
+        unreachable_deadline=obj["unreachable_timeout"],
     )
     config = RunConfig(build_accounts(paths, names), os.environ, obj["api_base"], settings)
     store = None if no_ledger else JsonFileLedger(ledger_path or default_ledger_path(paths))
@@ -417,13 +434,13 @@ def run(args: list[str]) -> int:
         exc.show()
         return EXIT_FAILED
     except ReconcilerError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact(str(exc))}", err=True)
         return EXIT_FAILED
     except Exception as exc:  # the boundary for bugs: anything unexpected
         if debug:
-            traceback.print_exc()
+            click.echo(redact(traceback.format_exc()), err=True, nl=False)
         click.echo(
-            f"internal error: {type(exc).__name__}: {exc}\n"
+            f"internal error: {type(exc).__name__}: {redact(str(exc))}\n"
             "This is a bug in reconciler; please report it with the output of --debug.",
             err=True,
         )

@@ -302,7 +302,7 @@ async def test_the_settings_deadline_still_applies_when_it_is_sooner(
 # -- what read-side failures report ----------------------------------------------------------------
 
 
-def RATE_LIMITED(request: httpx.Request) -> httpx.Response:  # noqa: N802 (a constant)
+def rate_limited(request: httpx.Request) -> httpx.Response:
     return httpx.Response(429, json={"status": "error", "message": "Rate limit exceeded"})
 
 
@@ -311,7 +311,7 @@ def RATE_LIMITED(request: httpx.Request) -> httpx.Response:  # noqa: N802 (a con
     [
         server_error,
         lambda r: httpx.Response(200, content=b"<html>", headers={"content-type": "text/html"}),
-        RATE_LIMITED,
+        rate_limited,
         refused,
     ],
     ids=["server-error", "malformed", "rate-limited", "unreachable"],
@@ -327,5 +327,5 @@ async def test_a_failed_read_reports_api_unreachable(
     async with mock_account(Counting(respond), api="enterprise") as account:
         with pytest.raises(ApiError) as caught:
             await account.read_live()
-    expected = "rate-limited" if respond is RATE_LIMITED else "api-unreachable"
+    expected = "rate-limited" if respond is rate_limited else "api-unreachable"
     assert caught.value.failure_reason == expected
