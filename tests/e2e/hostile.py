@@ -7,6 +7,7 @@ a gzip bomb (about 1 MB that inflates to 1 GiB), or no answer at all. It runs an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import zlib
@@ -33,7 +34,7 @@ def gzip_bomb() -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length") or 0))
         if self.server.mode == "hang":
             self.server.stopping.wait()
@@ -48,10 +49,8 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in extra.items():
             self.send_header(name, value)
         self.end_headers()
-        try:
+        with contextlib.suppress(OSError):  # the client stops reading at its limit
             self.wfile.write(body)
-        except OSError:  # the client stopped reading at its limit, as it should
-            pass
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the tests read the client's output, not the server's."""
