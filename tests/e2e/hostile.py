@@ -71,6 +71,8 @@ class _Server(ThreadingHTTPServer):
 @contextmanager
 def hostile_server(mode: Mode) -> Iterator[str]:
     """Serve ``mode`` on a free loopback port; yields the API base URL (ending in ``/api/``)."""
+    if mode == "bomb":
+        gzip_bomb()  # made before serving (seconds), so no client waits for it
     server = _Server(mode)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
