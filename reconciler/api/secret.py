@@ -37,9 +37,10 @@ _LIVE_KEYS: weakref.WeakSet[ApiKey] = weakref.WeakSet()
 #: ``scheme://userinfo@``: the user-info part is dropped from any URL shown or logged.
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s?#@]*@")
 
-#: What a variable name looks like; a ``key_env`` that does not is not echoed (a key pasted
-#: into it by mistake would be).
-_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+#: What a key variable's name looks like by convention (upper case, at most 64 characters); a
+#: ``key_env`` that does not is never echoed, since it may be a key pasted there by mistake
+#: (``sk_live_…`` is a valid variable name, but not a conventional one).
+_VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
 class ApiKey:
@@ -157,8 +158,8 @@ def redact(text: str) -> str:
 def key_from_env(account: str, key_env: str, environ: Mapping[str, str]) -> ApiKey:
     """The key of ``account`` from the variable ``key_env`` of ``environ``.
 
-    A ``key_env`` that is not a variable name is never echoed: it may be a key pasted there
-    by mistake.
+    A ``key_env`` that is not a conventional variable name is never echoed: it may be a key
+    pasted there by mistake.
 
     Raises:
         ConfigError: the variable is not set, or is empty.
@@ -171,8 +172,9 @@ def key_from_env(account: str, key_env: str, environ: Mapping[str, str]) -> ApiK
                 "(it holds the account's API key)"
             )
         raise ConfigError(
-            f"{account}: key_env is not the name of an environment variable (not shown: it "
-            "may be a key pasted by mistake); put the key in a variable and name that variable"
+            f"{account}: the environment variable that key_env names is not set (its name is "
+            "not shown: it is not an upper-case variable name, so it may be a key pasted by "
+            "mistake; put the key in a variable and name that variable in key_env)"
         )
     return ApiKey(value)
 

@@ -302,3 +302,19 @@ def test_mask_handles_every_form_and_leaves_other_text(canary: str) -> None:
     assert key.mask(f"#{canary[2:16]}#") == "#****#"
     assert key.mask("model-1 is ready") == "model-1 is ready"
     assert key.mask(canary[:5]) == canary[:5]  # a short run is not a key
+
+
+async def test_a_refusal_by_the_spam_filter_does_not_hold_the_clients_own_turn(
+    mock_account: MockAccount, fast: ClientSettings
+) -> None:
+    """The server counts only accepted requests: the retry waits ``retry_after``, not a
+    whole window of the client's own (which here would end past the call's deadline)."""
+    answers = iter([httpx.Response(429, json={"status": "error", "retry_after": 0.01})])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200, json=LISTING))
+
+    settings = with_(fast, spam_window=30.0)
+    async with mock_account(handler, api="enterprise", settings=settings) as account:
+        live = await account.read_live(deadline=anyio.current_time() + 5)
+    assert set(live.models) == {"e1"}
