@@ -29,10 +29,10 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-from hostile import hostile_server  # noqa: E402 (the test suite's hostile server)
+from hostile import hostile_server
 
-from reconciler.api.responses import Where, check  # noqa: E402
-from reconciler.api.secret import ApiKey  # noqa: E402
+from reconciler.api.responses import Where, check
+from reconciler.api.secret import ApiKey
 
 KEY_ENV = "MODELSLAB_KEY_BENCH"
 
