@@ -25,11 +25,11 @@ from reconciler import schema as schema_files
 from reconciler.api.client import ClientSettings
 from reconciler.api.secret import install_log_redaction, redact
 from reconciler.apply import ApplyOptions
-from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
+from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Plan
 from reconciler.core.report import ApplyReport
 from reconciler.engine import AccountFailure, RunConfig, execute_apply, run_plan, run_status
 from reconciler.errors import ConfigError, ManifestError, ReconcilerError
-from reconciler.ledger.store import JsonFileLedger, default_ledger_path
+from reconciler.ledger.store import LedgerStore, open_ledger
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import LoadedAccount
 from reconciler.planfile import read_plan_file, write_plan_file
@@ -183,9 +183,11 @@ account_option = click.option(
 ledger_option = click.option(
     "--ledger",
     "ledger_path",
-    type=click.Path(path_type=Path, dir_okay=False),
     envvar="RECONCILER_LEDGER",
-    help="Ledger file [default: .reconciler-ledger.json beside the manifests].",
+    metavar="FOLDER|git:BRANCH",
+    help="Where the ledger lives: a folder, or git:BRANCH for a branch of the manifests' "
+    "repository (git: alone means git:reconciler-ledger) "
+    "[default: .reconciler-ledger/ beside the manifests folder].",
 )
 max_deletes_option = click.option(
     "--max-deletes",
@@ -193,6 +195,14 @@ max_deletes_option = click.option(
     default=DEFAULT_MAX_DELETES,
     show_default=True,
     help="Refuse a run that deletes more models than this (plan shows it blocked).",
+)
+load_grace_option = click.option(
+    "--load-grace",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LOAD_GRACE,
+    show_default=True,
+    help="Seconds an enterprise load may go unlisted before it is taken for lost and sent "
+    "again (enterprise servers list a model only once loaded).",
 )
 no_ledger_option = click.option(
     "--no-ledger", is_flag=True, help="Run without a ledger: no replace, no prune: managed."
@@ -228,12 +238,14 @@ def build_run(
     obj: dict[str, Any],
     paths: Sequence[str],
     names: Sequence[str],
-    ledger_path: Path | None,
+    ledger_path: str | None,
     no_ledger: bool,
-) -> tuple[RunConfig, JsonFileLedger | None]:
+    claim_seconds: float = 3600.0,
+) -> tuple[RunConfig, LedgerStore | None]:
     """What a networked command needs: accounts, environment, client settings, ledger store.
 
-    The ledger is None with ``--no-ledger``; else ``--ledger`` or the file beside the manifests.
+    The ledger is None with ``--no-ledger``; else ``--ledger`` or the folder beside the
+    manifests folder.
     """
     paths = paths or DEFAULT_PATHS
     settings = ClientSettings(
@@ -242,7 +254,7 @@ def build_run(
         unreachable_deadline=obj["unreachable_timeout"],
     )
     config = RunConfig(build_accounts(paths, names), os.environ, obj["api_base"], settings)
-    store = None if no_ledger else JsonFileLedger(ledger_path or default_ledger_path(paths))
+    store = None if no_ledger else open_ledger(ledger_path, paths, claim_seconds)
     return config, store
 
 
@@ -292,6 +304,7 @@ REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
 )
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
 @max_deletes_option
+@load_grace_option
 @ledger_option
 @no_ledger_option
 @click.pass_obj
@@ -303,12 +316,13 @@ def plan(
     out_file: Path | None,
     detailed_exitcode: bool,
     max_deletes: int,
-    ledger_path: Path | None,
+    load_grace: float,
+    ledger_path: str | None,
     no_ledger: bool,
 ) -> int:
     """Read live state and show what apply would do."""
     config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
-    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes)
+    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes, load_grace)
     PLAN_WRITERS[output](run.plan, sys.stdout)
     echo_failures(run.failures)
     if out_file is not None and not run.failures:  # an incomplete plan is never saved
@@ -340,6 +354,7 @@ def plan(
     help="Seconds between two listings of an account (the spam window).",
 )
 @max_deletes_option
+@load_grace_option
 @ledger_option
 @no_ledger_option
 @click.pass_obj
@@ -352,14 +367,21 @@ def apply(
     timeout: float,
     poll_interval: float,
     max_deletes: int,
-    ledger_path: Path | None,
+    load_grace: float,
+    ledger_path: str | None,
     no_ledger: bool,
 ) -> int:
     """Converge the accounts on the manifests (or on a saved plan), wait, and report."""
     plan_file, manifest_paths = split_plan_file(paths)
-    config, store = build_run(obj, manifest_paths, account_names, ledger_path, no_ledger)
+    # A claim on a shared ledger outlives the run's deadline a little, never much more.
+    claim_seconds = timeout + 600.0
+    config, store = build_run(
+        obj, manifest_paths, account_names, ledger_path, no_ledger, claim_seconds
+    )
     saved = read_plan_file(plan_file) if plan_file is not None else None
-    options = ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval)
+    options = ApplyOptions(
+        wait=not no_wait, timeout=timeout, poll_interval=poll_interval, load_grace=load_grace
+    )
     show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
     report = execute_apply(
         config,
@@ -386,7 +408,7 @@ def status(
     paths: tuple[str, ...],
     account_names: tuple[str, ...],
     output: str,
-    ledger_path: Path | None,
+    ledger_path: str | None,
     no_ledger: bool,
 ) -> int:
     """Show every declared and unmanaged model with its live condition."""
