@@ -17,6 +17,7 @@ This module must not log, print or persist a key, nor compare keys by value.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import weakref
@@ -201,6 +202,14 @@ class _RedactingFactory:
             message = record.getMessage()
         except Exception:  # a malformed format string: let the handler report it
             return record
+        if redact(message) == message:
+            return record  # untouched: some formatters read ``args`` (uvicorn's access log)
+        if isinstance(record.args, tuple):  # keep the shape: redact each argument
+            record.msg = redact(str(record.msg))
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+            with contextlib.suppress(Exception):
+                if redact(record.getMessage()) == record.getMessage():
+                    return record
         record.msg, record.args = redact(message), None
         return record
 

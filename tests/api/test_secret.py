@@ -114,3 +114,14 @@ async def test_an_account_client_repr_does_not_show_a_password(canary: str) -> N
         account = client.account("a", "community", ApiKey(canary), "http://u:PASS@h/api/")
         assert "PASS" not in repr(account)
         assert canary not in repr(account)
+
+
+def test_log_records_keep_their_arguments(caplog: pytest.LogCaptureFixture) -> None:
+    """Formatters that read ``record.args`` (uvicorn's access log) still find them."""
+    install_log_redaction()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("uvicorn.access").info("%s %s", "127.0.0.1", "POST /api/")
+        logging.getLogger("x").info("%s at %s", "http://u:PASS@h/api/", "now")
+    plain, redacted = caplog.records
+    assert plain.args == ("127.0.0.1", "POST /api/")
+    assert redacted.args == ("http://****@h/api/", "now")
