@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -78,7 +79,10 @@ def apply_against(mode: str, timeout: float) -> dict[str, Any]:
 
 
 def plan_unreachable() -> dict[str, Any]:
-    folder = manifest_dir("http://127.0.0.1:9/api/")
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder = manifest_dir(f"http://127.0.0.1:{port}/api/")
     elapsed, code, _ = timed_cli("plan", str(folder), "--no-ledger")
     return {"case": "plan vs closed port", "seconds": elapsed, "exit": code}
 

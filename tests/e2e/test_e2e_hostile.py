@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -180,7 +181,7 @@ def test_apply_timeout_bounds_the_first_listing(world: World, hostile_key: str) 
 
 def test_plan_gives_up_on_an_unreachable_api_and_says_why(world: World, hostile_key: str) -> None:
     healthy_manifests(world)
-    hostile_manifest(world, "http://127.0.0.1:9/api/")  # the discard port: nothing listens
+    hostile_manifest(world, f"http://127.0.0.1:{closed_port()}/api/")
     planned = world.cli(
         "--unreachable-timeout", "1", "plan", str(world.manifests), "--ledger", str(world.ledger)
     )
@@ -189,6 +190,14 @@ def test_plan_gives_up_on_an_unreachable_api_and_says_why(world: World, hostile_
     assert "could not reach the API" in line
     assert "gave up after" in line
     assert line.endswith("(api-unreachable)")
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 # -- a password in the API URL ---------------------------------------------------------------------
@@ -263,7 +272,9 @@ def plan_now(world: World) -> Result:
 def test_a_listing_refused_by_the_spam_filter_is_waited_out(world: World) -> None:
     """Another client listed the account just before: the plan waits the window out."""
     world.manifest("studio", [community_model("fine")])
-    world.advance(SPAM_WINDOW)
+    # A 2 s (real) window, so that the plan surely starts inside it however slow the machine.
+    world.control("settings", {"spam_window_seconds": 120})
+    world.advance(120)
     before = world.count(wire.FINETUNE_LIST, "studio")
     assert list_studio(world) == 200
     planned = plan_now(world)
