@@ -500,8 +500,9 @@ class AccountClient:
         ``deadline`` is a ``time.monotonic()`` instant, such as the end of ``apply --timeout``,
         after which no retry starts and no spam-window wait ends: the last error is raised
         instead. Without it only ``ClientSettings.deadline`` bounds the retries, which could
-        outlast the run's own limit. A request already under way still runs to its own
-        ``request_timeout``, and the first one is always made unless the spam window holds it.
+        outlast the run's own limit. A request is cut at the deadline, but is always given at
+        least :data:`OVERTIME` (so a poll at the deadline still sees a prompt answer); the
+        first one is always made unless the spam window holds it past the deadline.
         """
         if self.api == "enterprise":
             listing = await self._read(

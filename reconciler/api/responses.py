@@ -376,9 +376,12 @@ def parse(model: type[M], data: Any, where: Where) -> M:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)[:3]
+        problems = outside_text(  # field names in ``loc`` are the server's text
+            where,
+            "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+                for err in exc.errors(include_input=False, include_url=False)[:3]
+            ),
         )
         raise MalformedResponse(
             f"the answer does not have the documented shape ({problems})",

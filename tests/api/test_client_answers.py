@@ -318,3 +318,14 @@ async def test_a_refusal_by_the_spam_filter_does_not_hold_the_clients_own_turn(
     async with mock_account(handler, api="enterprise", settings=settings) as account:
         live = await account.read_live(deadline=anyio.current_time() + 5)
     assert set(live.models) == {"e1"}
+
+
+async def test_a_malformed_answer_is_one_line_whatever_its_field_names(
+    mock_account: MockAccount, canary: str
+) -> None:
+    body = {"status": "success", "models": {f"x\n::error::{canary}": 1}}
+    async with mock_account(lambda r: httpx.Response(200, json=body), api="enterprise") as account:
+        with pytest.raises(MalformedResponse, match="documented shape") as caught:
+            await account.read_live()
+    assert "\n" not in str(caught.value)
+    assert canary not in str(caught.value)
