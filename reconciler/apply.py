@@ -193,9 +193,33 @@ class AccountRun:
                     return
                 await self._poll()
                 continue
-            item = queue.pop(0)
-            await self._send(item)
+            free = self.client.queue_limit - self._in_flight()
+            wave, queue = queue[:free], queue[free:]
+            await self._send_wave(wave)
             self._report("applying")
+
+    async def _send_wave(self, wave: list[_Item]) -> None:
+        """Send a queue's worth of loads at once: the API's queue, not this tool, is the limit.
+
+        Their intents are made durable together (one journal write). An invalid key stops the
+        account: the first one is re-raised once the wave's other requests have ended.
+        """
+        if len(wave) == 1:
+            await self._send(wave[0])
+            return
+        refused: list[InvalidKey] = []
+
+        async def send(item: _Item) -> None:
+            try:
+                await self._send(item)
+            except InvalidKey as exc:
+                refused.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for item in wave:
+                group.start_soon(send, item)
+        if refused:
+            raise refused[0]
 
     def _in_flight(self) -> int:
         """Loads in progress on the server for this account, as far as we can tell."""
