@@ -24,6 +24,7 @@ import click
 from reconciler import __version__
 from reconciler import schema as schema_files
 from reconciler.api.client import ClientSettings
+from reconciler.api.secret import install_log_redaction, redact
 from reconciler.apply import ApplyOptions
 from reconciler.core.intent import Shard, in_shard, parse_shard
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Action, Plan
@@ -112,6 +113,13 @@ def output_option(choices: list[str]) -> Callable[[Callable[..., Any]], Callable
     show_default=True,
     help="Seconds one HTTP request may take.",
 )
+@click.option(
+    "--unreachable-timeout",
+    type=click.FloatRange(min=0.1),
+    default=15.0,
+    show_default=True,
+    help="Seconds a call keeps retrying an API it cannot reach before it gives up.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.pass_context
 def cli(
@@ -119,6 +127,7 @@ def cli(
     api_base: str | None,
     spam_window: float,
     request_timeout: float,
+    unreachable_timeout: float,
     debug: bool,
 ) -> None:
     """Keep the models on ModelsLab accounts equal to what YAML manifests declare."""
@@ -127,6 +136,7 @@ def cli(
         "api_base": api_base,
         "spam_window": spam_window,
         "request_timeout": request_timeout,
+        "unreachable_timeout": unreachable_timeout,
         "debug": debug,
     }
 
@@ -269,8 +279,13 @@ no_ledger_option = click.option(
 
 def configure_logging(debug: bool) -> None:
     """Log lines on stderr: everything with ``--debug``; otherwise warnings, but not the
-    routine retries of the API client, which progress already shows as waiting. Log messages
-    quote the API's answers, so the formatter neutralises them (:class:`SafeLogFormatter`)."""
+    routine retries of the API client, which progress already shows as waiting.
+
+    Every record is redacted as it is made (URL credentials, the run's keys), whichever
+    library logged it: httpx logs each request's URL, user-info included. Log messages quote
+    the API's answers, so the formatter also neutralises them (:class:`SafeLogFormatter`).
+    """
+    install_log_redaction()
     handler = logging.StreamHandler()
     handler.setFormatter(SafeLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # As before: a no-op when the root logger already has handlers (a host program, pytest).
@@ -309,7 +324,9 @@ def build_run(
     """
     paths = paths or DEFAULT_PATHS
     settings = ClientSettings(
-        request_timeout=obj["request_timeout"], spam_window=obj["spam_window"]
+        request_timeout=obj["request_timeout"],
+        spam_window=obj["spam_window"],
+        unreachable_deadline=obj["unreachable_timeout"],
     )
     accounts = build_accounts(paths, names, shard)
     config = RunConfig(accounts, os.environ, obj["api_base"], settings)
@@ -337,7 +354,7 @@ def echo_error(exc: ReconcilerError) -> None:
     """``error: …`` on stderr: one line per manifest problem, else the message on one line."""
     problems = exc.problems if isinstance(exc, ManifestError) else ()
     for line in [str(p) for p in problems] or [str(exc)]:
-        click.echo(f"error: {safe_text(line)}", err=True)
+        click.echo(f"error: {safe_text(redact(line))}", err=True)
 
 
 def stdin_is_terminal() -> bool:
@@ -738,10 +755,10 @@ def run(args: list[str]) -> int:
         return EXIT_FAILED
     except Exception as exc:  # the boundary for bugs: anything unexpected
         if debug:
-            for line in traceback.format_exc().splitlines():
+            for line in redact(traceback.format_exc()).splitlines():
                 click.echo(safe_text(line), err=True)
         click.echo(
-            f"internal error: {type(exc).__name__}: {safe_text(str(exc))}\n"
+            f"internal error: {type(exc).__name__}: {safe_text(redact(str(exc)))}\n"
             "This is a bug in reconciler; please report it with the output of --debug.",
             err=True,
         )

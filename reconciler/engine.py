@@ -42,6 +42,7 @@ from reconciler.errors import (
     FailureReason,
     LedgerLocked,
     PlanBlocked,
+    RateLimited,
     ReconcilerError,
     StalePlanError,
 )
@@ -102,15 +103,19 @@ def build_workspace(
 
 
 async def read_live_states(
-    clients: Mapping[str, AccountClient],
+    clients: Mapping[str, AccountClient], deadline: float | None = None
 ) -> tuple[dict[str, LiveState], list[AccountFailure]]:
-    """One listing pass per account, all accounts at once; failures are collected."""
+    """One listing pass per account, all accounts at once; failures are collected.
+
+    ``deadline`` (a ``time.monotonic()`` instant, such as the end of ``apply --timeout``)
+    bounds the listings and their retries; see :meth:`AccountClient.read_live`.
+    """
     live: dict[str, LiveState] = {}
     failures: list[AccountFailure] = []
 
     async def read(name: str, client: AccountClient) -> None:
         try:
-            live[name] = await client.read_live()
+            live[name] = await client.read_live(deadline=deadline)
         except ReconcilerError as exc:
             failures.append(AccountFailure(name, exc.failure_reason, str(exc)))
 
@@ -130,9 +135,10 @@ async def plan_workspace(
     ledger: LedgerState | None,
     max_deletes: int = DEFAULT_MAX_DELETES,
     load_grace: float = DEFAULT_LOAD_GRACE,
+    deadline: float | None = None,
 ) -> PlanRun:
     """Read every account's live state and plan against the manifests and the ledger."""
-    live, failures = await read_live_states(workspace.clients)
+    live, failures = await read_live_states(workspace.clients, deadline)
     all_failures = (*workspace.failures, *failures)
     plan = make_plan(
         workspace.accounts, live, ledger, max_deletes=max_deletes, timing=now_timing(load_grace)
@@ -141,11 +147,14 @@ async def plan_workspace(
     return PlanRun(plan.model_copy(update={"unread": unread}), live, all_failures)
 
 
-async def check_fresh(saved: Plan, workspace: Workspace) -> dict[str, LiveState]:
+async def check_fresh(
+    saved: Plan, workspace: Workspace, deadline: float | None = None
+) -> dict[str, LiveState]:
     """Re-read the live state of a saved plan's accounts; refuse it if any has moved.
 
     Raises ConfigError when an account of the plan is not declared or has no key,
-    ApiUnreachable when one cannot be read, and StalePlanError (``plan-changed``) when the
+    ApiUnreachable (RateLimited if only the rate limits stood in the way) when one cannot be
+    read, and StalePlanError (``plan-changed``) when the
     live state of one has changed since the plan was made.
     """
     planned = {a.account for a in saved.accounts}
@@ -157,9 +166,12 @@ async def check_fresh(saved: Plan, workspace: Workspace) -> dict[str, LiveState]
     keyless = [f.message for f in workspace.failures if f.account in planned]
     if keyless:
         raise ConfigError("; ".join(keyless))
-    live, failures = await read_live_states({name: workspace.clients[name] for name in planned})
+    live, failures = await read_live_states(
+        {name: workspace.clients[name] for name in planned}, deadline
+    )
     if failures:
-        raise ApiUnreachable(
+        limited = all(f.reason == "rate-limited" for f in failures)
+        raise (RateLimited if limited else ApiUnreachable)(
             "cannot check the saved plan against the live state: "
             + "; ".join(f"{f.account}: {f.message}" for f in failures)
         )
@@ -177,20 +189,23 @@ async def apply_workspace(
     session: LedgerSession | None,
     options: ApplyOptions,
     progress: ProgressSink | None = None,
+    deadline: float | None = None,
 ) -> ApplyReport:
     """Apply a plan whose live state is current, recording in ``session`` as it goes.
 
     Refuses a blocked plan (``--max-deletes``, never-empty) before any request is sent, then
     claims the accounts it will write (the git store: LedgerLocked if another run holds one).
     Each request's intent is on disk before it is sent, each answer as soon as it comes, and
-    each account's records are checkpointed when its part ends.
+    each account's records are checkpointed when its part ends. ``deadline`` is the run's end
+    (by default ``options.timeout`` from now).
     """
     refuse_blocked(run.plan)
     sink = progress or NullProgress()
     ledger = session.state if session is not None else None
     if session is not None:
         await session.claim(_accounts_to_write(run.plan, ledger))
-    deadline = time.monotonic() + options.timeout
+    if deadline is None:
+        deadline = time.monotonic() + options.timeout
     reports: dict[str, AccountReport] = {}
 
     def recorder(account: str) -> Recorder:
@@ -357,18 +372,22 @@ async def run_apply(
     """``apply``: plan afresh (or check a saved plan is still current), then apply it.
 
     ``on_plan`` sees the plan before anything is sent (the CLI prints it there).
+    ``options.timeout`` bounds the whole run, the first listing and its retries included.
     """
+    deadline = time.monotonic() + options.timeout
     ledger = session.state if session is not None else None
     async with ApiClient(config.settings, config.transport) as api:
         workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
         if saved is None:
-            run = await plan_workspace(workspace, ledger, max_deletes, options.load_grace)
+            run = await plan_workspace(workspace, ledger, max_deletes, options.load_grace, deadline)
         else:
-            live = await check_fresh(saved, workspace)
+            live = await check_fresh(saved, workspace, deadline)
             run = PlanRun(saved, live, tuple(workspace.failures))
         if on_plan is not None:
             on_plan(run)
-        report = await apply_workspace(run, workspace, session, options, progress)
+        report = await apply_workspace(
+            run, workspace, session, options, progress, deadline=deadline
+        )
         return run, report
 
 
@@ -414,7 +433,14 @@ def execute_apply(
     try:
         with store.session() if store is not None else contextlib.nullcontext(None) as session:
             anyio.run(functools.partial(main, session))
-    except (StalePlanError, PlanBlocked, LedgerLocked, ConfigError, ApiUnreachable) as exc:
+    except (
+        StalePlanError,
+        PlanBlocked,
+        LedgerLocked,
+        ConfigError,
+        ApiUnreachable,
+        RateLimited,
+    ) as exc:
         # All raised before any request that changes the remote was sent.
         return refused_report(exc)
     return holder[0]

@@ -22,6 +22,7 @@ API key: API errors carry the account and the endpoint, not the request body.
                ├── RateLimited    spam filter or queue limit; carries ``retry_after``
                ├── ServerError    5xx and ``Failed, Try Again``
                ├── MalformedResponse  a body that is not the JSON the endpoint documents
+               │    └── AnswerOverLimit   a body over the size or nesting limit
                └── ApiUnreachable a transport error or timeout; ``answer_lost`` when the
                                   request may have reached the server
 """
@@ -181,11 +182,17 @@ class TransientError(ApiError):
     limit, transport): the API could not be used just now, which is not a failed apply.
     """
 
-    failure_reason = "api-unreachable"
+    failure_reason: ClassVar[FailureReason] = "api-unreachable"
 
 
 class RateLimited(TransientError):
-    """The spam filter or the queue limit refused the request; retry after ``retry_after``."""
+    """The spam filter or the queue limit refused the request; retry after ``retry_after``.
+
+    Its ``failure_reason`` is ``rate-limited``: the API answered, and another run (or this
+    one) is using the account; nothing is wrong with the API or the manifests.
+    """
+
+    failure_reason = "rate-limited"
 
     def __init__(
         self,
@@ -209,6 +216,14 @@ class ServerError(TransientError):
 
 class MalformedResponse(TransientError):
     """The body was not the JSON the endpoint documents (HTML error page, truncated JSON…)."""
+
+
+class AnswerOverLimit(MalformedResponse):
+    """The body went over the client's size limit (after decompression) or nesting limit.
+
+    Not worth retrying: the same server gives the same answer, and reading it again costs the
+    whole limit again.
+    """
 
 
 class ApiUnreachable(TransientError):
