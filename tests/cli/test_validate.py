@@ -15,8 +15,10 @@ ManifestTree = Callable[[Mapping[str, str]], Path]
 
 REPO = Path(__file__).resolve().parents[2]
 
-COMMUNITY = "version: 1\naccount: acme\napi: community\nkey_env: ACME_KEY\n"  # lines 1-4
-ENTERPRISE = "version: 1\naccount: farm\napi: enterprise\nkey_env: FARM_KEY\n"  # lines 1-4
+COMMUNITY = "version: 1\naccount: acme\napi: community\nkey_env: MODELSLAB_ACME_KEY\n"  # lines 1-4
+ENTERPRISE = (
+    "version: 1\naccount: farm\napi: enterprise\nkey_env: MODELSLAB_FARM_KEY\n"  # lines 1-4
+)
 C_MODEL = (  # a valid community entry, 4 lines
     "  - model_id: m1\n"
     "    url: org/repo\n"
@@ -127,7 +129,7 @@ BROKEN = [
     # --- account fields -----------------------------------------------------------------------
     Broken(
         "missing-version",
-        {"m.yaml": "account: acme\napi: community\nkey_env: ACME_KEY\n"},
+        {"m.yaml": "account: acme\napi: community\nkey_env: MODELSLAB_ACME_KEY\n"},
         "m.yaml:1:",
         "version",
         ("'version' is required",),
@@ -141,7 +143,7 @@ BROKEN = [
     ),
     Broken(
         "missing-api",
-        {"m.yaml": "version: 1\naccount: acme\nkey_env: ACME_KEY\n"},
+        {"m.yaml": "version: 1\naccount: acme\nkey_env: MODELSLAB_ACME_KEY\n"},
         "m.yaml:1:",
         "api",
         ("'api' is required", "community or enterprise"),
@@ -155,7 +157,7 @@ BROKEN = [
     ),
     Broken(
         "missing-account",
-        {"m.yaml": "version: 1\napi: community\nkey_env: ACME_KEY\n"},
+        {"m.yaml": "version: 1\napi: community\nkey_env: MODELSLAB_ACME_KEY\n"},
         "m.yaml:1:",
         "account",
         ("'account' is required",),
@@ -169,10 +171,10 @@ BROKEN = [
     ),
     Broken(
         "key-env-pattern",
-        {"m.yaml": COMMUNITY.replace("ACME_KEY", "sk-live-9f8e7d6c")},
+        {"m.yaml": COMMUNITY.replace("MODELSLAB_ACME_KEY", "sk-live-9f8e7d6c")},
         "m.yaml:4:",
         "key_env",
-        ("does not match the pattern",),
+        ("key_env is not a valid variable name (value hidden)",),
         secret="9f8e7d6c",
     ),
     Broken(
@@ -396,7 +398,7 @@ BROKEN = [
     Broken(
         "non-existent-path",
         {"m.yaml": COMMUNITY},
-        "missing.yaml:0:",
+        "missing.yaml:1:1:",
         "",
         ("no such file or folder",),
         args=("missing.yaml",),
@@ -404,7 +406,7 @@ BROKEN = [
     Broken(
         "folder-without-yaml",
         {"empty/readme.txt": "not a manifest\n"},
-        "empty:0:",
+        "empty:1:1:",
         "",
         ("no *.yaml manifests",),
         args=("empty",),
