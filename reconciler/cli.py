@@ -31,6 +31,7 @@ from reconciler.errors import ConfigError, ManifestError, ReconcilerError
 from reconciler.ledger.store import JsonFileLedger, default_ledger_path
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import LoadedAccount
+from reconciler.manifest.policy import DEFAULT_KEY_ENV_PATTERN, TrustPolicy, operator_policy
 from reconciler.planfile import read_plan_file, write_plan_file
 from reconciler.render.diagnostics import write_problems_text, write_validation_json
 from reconciler.render.markdown import render_plan_markdown
@@ -48,6 +49,22 @@ paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=str
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconciler")
 @click.option("--api-base", envvar="RECONCILER_API_BASE", help="API base URL ending in /api/.")
+@click.option(
+    "--allow-api-base",
+    "allowed_api_bases",
+    multiple=True,
+    envvar="RECONCILER_ALLOWED_API_BASES",
+    metavar="URL",
+    help="Another base a manifest's api_base may name (repeatable; the variable takes several, "
+    "separated by spaces or commas). The official bases and loopback are always allowed.",
+)
+@click.option(
+    "--key-env-pattern",
+    envvar="RECONCILER_KEY_ENV_PATTERN",
+    metavar="REGEX",
+    help="Variable names a manifest's key_env may take (whole name) "
+    f"[default: {DEFAULT_KEY_ENV_PATTERN}].",
+)
 @click.option(
     "--spam-window",
     type=click.FloatRange(min=0),
@@ -68,6 +85,8 @@ paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=str
 def cli(
     ctx: click.Context,
     api_base: str | None,
+    allowed_api_bases: tuple[str, ...],
+    key_env_pattern: str | None,
     spam_window: float,
     request_timeout: float,
     debug: bool,
@@ -76,6 +95,8 @@ def cli(
     configure_logging(debug)
     ctx.obj = {
         "api_base": api_base,
+        "allowed_api_bases": allowed_api_bases,
+        "key_env_pattern": key_env_pattern,
         "spam_window": spam_window,
         "request_timeout": request_timeout,
         "debug": debug,
@@ -88,13 +109,16 @@ def cli(
     "--account", "account_names", multiple=True, help="Only list this account (repeatable)."
 )
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
-def validate(paths: tuple[str, ...], account_names: tuple[str, ...], output: str) -> int:
-    """Check manifests (schema and cross-file rules) without touching the network.
+@click.pass_obj
+def validate(
+    obj: dict[str, Any], paths: tuple[str, ...], account_names: tuple[str, ...], output: str
+) -> int:
+    """Check manifests (schema, cross-file rules, the operator's trust policy) offline.
 
     Every manifest is checked, whatever ``--account`` says: names must be unique across all.
     """
     try:
-        accounts = build_accounts(paths or ("manifests",), account_names)
+        accounts = build_accounts(paths or ("manifests",), account_names, build_policy(obj))
     except ManifestError as exc:
         if output == "json":
             write_validation_json(exc.problems, [], sys.stdout)
@@ -199,9 +223,16 @@ def configure_logging(debug: bool) -> None:
     logging.getLogger("stamina").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
-def build_accounts(paths: Sequence[str], names: Sequence[str]) -> tuple[LoadedAccount, ...]:
+def build_policy(obj: dict[str, Any]) -> TrustPolicy:
+    """The operator's trust policy from the global options (checked: a bad one is an error)."""
+    return operator_policy(obj["api_base"], obj["allowed_api_bases"], obj["key_env_pattern"])
+
+
+def build_accounts(
+    paths: Sequence[str], names: Sequence[str], policy: TrustPolicy
+) -> tuple[LoadedAccount, ...]:
     """The accounts of the manifests under ``paths``, narrowed to ``--account`` names."""
-    accounts = load_manifests(paths)
+    accounts = load_manifests(paths, policy)
     unknown = sorted(set(names) - {a.name for a in accounts})
     if unknown:
         declared = ", ".join(a.name for a in accounts)
@@ -224,7 +255,8 @@ def build_run(
     settings = ClientSettings(
         request_timeout=obj["request_timeout"], spam_window=obj["spam_window"]
     )
-    config = RunConfig(build_accounts(paths, names), os.environ, obj["api_base"], settings)
+    accounts = build_accounts(paths, names, build_policy(obj))
+    config = RunConfig(accounts, os.environ, obj["api_base"], settings)
     store = None if no_ledger else JsonFileLedger(ledger_path or default_ledger_path(paths))
     return config, store
 

@@ -15,7 +15,7 @@ from reconciler.errors import ApiError, ConfigError, ReconcilerError
 
 
 def _raising(exc: BaseException) -> object:
-    def load_manifests(paths: Sequence[str]) -> object:
+    def load_manifests(paths: Sequence[str], policy: object = None) -> object:
         raise exc
 
     return load_manifests

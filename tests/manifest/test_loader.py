@@ -171,7 +171,10 @@ def test_a_file_that_is_not_utf8_is_a_problem(manifest_tree: ManifestTree) -> No
 def test_odd_keys_are_escaped_so_each_problem_stays_one_line(
     manifest_tree: ManifestTree,
 ) -> None:
-    text = 'version: 1\naccount: a\napi: community\nkey_env: MODELSLAB_K\n"a\\nb": 1\ndefaults: {"\\u2028": 1}\n'
+    text = (
+        "version: 1\naccount: a\napi: community\nkey_env: MODELSLAB_K\n"
+        '"a\\nb": 1\ndefaults: {"\\u2028": 1}\n'
+    )
     root = manifest_tree({"a.yaml": text})
 
     with pytest.raises(ManifestError) as caught:
