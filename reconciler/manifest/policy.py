@@ -187,8 +187,8 @@ class TrustPolicy:
             return None
         if origin.scheme == "http":
             return (
-                f"{redact_url(url)!r} is plain http:// to a host that is not loopback: a key "
-                "would cross the network in clear text; use https://"
+                f"{redact_url(url)!r} is plain http:// to a host that is not loopback (a key "
+                f"would cross the network in clear text): use an https:// base; {ALLOW_BASE_HINT}"
             )
         return (
             f"a key may not be sent to {redact_url(url)!r}: it is not an official API base, "
