@@ -28,7 +28,7 @@ from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
 from reconciler.core.report import ApplyReport
 from reconciler.engine import AccountFailure, RunConfig, execute_apply, run_plan, run_status
 from reconciler.errors import ConfigError, ManifestError, ReconcilerError
-from reconciler.ledger.store import JsonFileLedger, default_ledger_path
+from reconciler.ledger.store import LedgerStore, open_ledger
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import LoadedAccount
 from reconciler.manifest.policy import DEFAULT_KEY_ENV_PATTERN, TrustPolicy, operator_policy
@@ -197,9 +197,11 @@ account_option = click.option(
 ledger_option = click.option(
     "--ledger",
     "ledger_path",
-    type=click.Path(path_type=Path, dir_okay=False),
     envvar="RECONCILER_LEDGER",
-    help="Ledger file [default: .reconciler-ledger.json beside the manifests].",
+    metavar="FOLDER|git:BRANCH",
+    help="Where the ledger lives: a folder, or git:BRANCH for a branch of the manifests' "
+    "repository (git: alone means git:reconciler-ledger) "
+    "[default: .reconciler-ledger/ beside the manifests folder].",
 )
 max_deletes_option = click.option(
     "--max-deletes",
@@ -244,12 +246,14 @@ def build_run(
     obj: dict[str, Any],
     paths: Sequence[str],
     names: Sequence[str],
-    ledger_path: Path | None,
+    ledger_path: str | None,
     no_ledger: bool,
-) -> tuple[RunConfig, JsonFileLedger | None]:
+    claim_seconds: float = 3600.0,
+) -> tuple[RunConfig, LedgerStore | None]:
     """What a networked command needs: accounts, environment, client settings, ledger store.
 
-    The ledger is None with ``--no-ledger``; else ``--ledger`` or the file beside the manifests.
+    The ledger is None with ``--no-ledger``; else ``--ledger`` or the folder beside the
+    manifests folder.
     """
     paths = paths or DEFAULT_PATHS
     settings = ClientSettings(
@@ -257,7 +261,7 @@ def build_run(
     )
     accounts = build_accounts(paths, names, build_policy(obj))
     config = RunConfig(accounts, os.environ, obj["api_base"], settings)
-    store = None if no_ledger else JsonFileLedger(ledger_path or default_ledger_path(paths))
+    store = None if no_ledger else open_ledger(ledger_path, paths, claim_seconds)
     return config, store
 
 
@@ -318,7 +322,7 @@ def plan(
     out_file: Path | None,
     detailed_exitcode: bool,
     max_deletes: int,
-    ledger_path: Path | None,
+    ledger_path: str | None,
     no_ledger: bool,
 ) -> int:
     """Read live state and show what apply would do."""
@@ -367,12 +371,16 @@ def apply(
     timeout: float,
     poll_interval: float,
     max_deletes: int,
-    ledger_path: Path | None,
+    ledger_path: str | None,
     no_ledger: bool,
 ) -> int:
     """Converge the accounts on the manifests (or on a saved plan), wait, and report."""
     plan_file, manifest_paths = split_plan_file(paths)
-    config, store = build_run(obj, manifest_paths, account_names, ledger_path, no_ledger)
+    # A claim on a shared ledger outlives the run's deadline a little, never much more.
+    claim_seconds = timeout + 600.0
+    config, store = build_run(
+        obj, manifest_paths, account_names, ledger_path, no_ledger, claim_seconds
+    )
     saved = read_plan_file(plan_file) if plan_file is not None else None
     options = ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval)
     show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
@@ -401,7 +409,7 @@ def status(
     paths: tuple[str, ...],
     account_names: tuple[str, ...],
     output: str,
-    ledger_path: Path | None,
+    ledger_path: str | None,
     no_ledger: bool,
 ) -> int:
     """Show every declared and unmanaged model with its live condition."""

@@ -1,59 +1,77 @@
-"""Write a file the safe way: atomically, never through a symlink, with an exact mode.
+"""Files the tool writes: atomically, never through a symlink, with the mode asked for.
 
-The tool writes a few files a pull request could try to redirect (the plan file, the committed
-schema, the ledger): a symlink committed where one of them goes must not make the tool
-overwrite the file it points to. :func:`atomic_write_text` refuses a symlink at the target,
-writes a temporary file beside it (created exclusively, never following a link), flushes it
-to disk and renames it over the target, so a reader sees the old content or the new, never a
-half-written file, and a crash leaves no partial file behind.
-
-This module knows nothing of plans, schemas or ledgers, and prints nothing.
+Every file the reconciler writes (ledger files, the saved plan, the schema) goes through
+:func:`atomic_write_text`, so that a crash leaves the old file or the new one, never half of
+one, and a symlink planted where a file is expected (design.md §7) is refused instead of
+followed. Reads that must not follow a symlink use :func:`read_text_nofollow`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import secrets
 import stat
+import tempfile
+from contextlib import suppress
 from pathlib import Path
 
-#: Why a write was refused, as ``OSError.strerror`` (callers print it after the path).
-SYMLINK_REFUSED = "refusing to write through a symlink"
+
+class SymlinkRefused(OSError):
+    """A path the tool writes or reads is a symlink; it is never followed."""
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``text`` (UTF-8), atomically, with permission bits ``mode``.
+def refuse_symlink(path: Path) -> None:
+    """Raise :class:`SymlinkRefused` if ``path`` itself is a symlink (dangling or not)."""
+    with suppress(FileNotFoundError):
+        if stat.S_ISLNK(path.lstat().st_mode):
+            raise SymlinkRefused(f"{path} is a symbolic link; refusing to follow it")
 
-    Raises:
-        OSError: the write failed; ``errno.ELOOP`` with :data:`SYMLINK_REFUSED` when ``path``
-            is a symlink, ``errno.EISDIR`` when it is a folder or another non-regular file.
+
+def atomic_write_text(path: Path, text: str, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Write ``text`` to a new file beside ``path``, fsync it, and rename it over ``path``.
+
+    The temporary file is created exclusively (never through a symlink), and the rename
+    replaces whatever entry ``path`` was, so a symlink at ``path`` is never written through;
+    it is refused outright, to make the attempt visible.
     """
-    _refuse_unsafe_target(path)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(temporary, flags, mode)
+    refuse_symlink(path)
+    descriptor, temp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    temp = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)  # exactly ``mode``, whatever the umask
-            handle.write(text.encode("utf-8"))
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
-        _refuse_unsafe_target(path)  # a link swapped in meanwhile is refused, not replaced
-        temporary.replace(path)
+            os.fchmod(handle.fileno(), mode)
+            if durable:
+                os.fsync(handle.fileno())
+        temp.replace(path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
+        with suppress(OSError):
+            temp.unlink()
         raise
+    if durable:
+        fsync_folder(path.parent)
 
 
-def _refuse_unsafe_target(path: Path) -> None:
+def read_text_nofollow(path: Path) -> str:
+    """The UTF-8 text of ``path``, refusing a symlink (raises FileNotFoundError if absent)."""
     try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(info.st_mode):
-        raise OSError(errno.ELOOP, SYMLINK_REFUSED, str(path))
-    if not stat.S_ISREG(info.st_mode):
-        raise OSError(errno.EISDIR, "not a regular file", str(path))
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the path is a symlink
+            raise SymlinkRefused(f"{path} is a symbolic link; refusing to follow it") from exc
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read().decode("utf-8")
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make renames in ``folder`` durable; best effort, as not every filesystem allows it."""
+    with suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

@@ -118,8 +118,8 @@ class World:
 
     @property
     def ledger(self) -> Path:
-        """The ledger file every command of the test uses."""
-        return self.root / "ledger.json"
+        """The ledger folder every command of the test uses."""
+        return self.root / "ledger"
 
     @property
     def global_args(self) -> list[str]:
