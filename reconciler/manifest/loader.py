@@ -136,7 +136,7 @@ def _walk(folder: Path, root: Path, problems: list[ManifestProblem]) -> Iterator
             path = Path(entry.path)
             manifest_name = path.suffix in _SUFFIXES
             if entry.is_symlink():
-                target = path.resolve()
+                target = Path(os.path.realpath(path))  # never raises, even on a link loop
                 if not target.exists():
                     if manifest_name:
                         problems.append(_path_problem(path, "broken symlink: no such target"))
@@ -152,7 +152,11 @@ def _walk(folder: Path, root: Path, problems: list[ManifestProblem]) -> Iterator
                 continue
             if not manifest_name:
                 continue
-            info = path.stat()
+            try:
+                info = path.stat()
+            except OSError as exc:
+                problems.append(_path_problem(path, f"cannot read: {_reason(exc)}"))
+                continue
             if stat.S_ISREG(info.st_mode):
                 yield path
             elif not stat.S_ISDIR(info.st_mode):
@@ -193,7 +197,7 @@ def _reason(exc: OSError) -> str:
 def _read_text(path: Path, name: str, problems: list[ManifestProblem]) -> str | None:
     """The file's text, read without blocking (never waits on a FIFO swapped in) and bounded."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         problems.append(ManifestProblem(name, 1, 1, "", f"cannot read: {_reason(exc)}"))
         return None

@@ -154,6 +154,22 @@ def test_a_dangling_manifest_symlink_is_an_error(cli: Cli, workdir: Path) -> Non
     assert "named.yaml:1:1: broken symlink" in named.err
 
 
+def test_a_symlink_loop_is_an_error_not_a_crash(cli: Cli, workdir: Path) -> None:
+    write(workdir / "manifests/ok.yaml", manifest())
+    (workdir / "manifests/a.yaml").symlink_to(workdir / "manifests/b.yaml")
+    (workdir / "manifests/b.yaml").symlink_to(workdir / "manifests/a.yaml")
+
+    in_folder = cli("validate", "manifests")
+    named = cli("validate", "manifests/a.yaml")
+
+    assert in_folder.code == 1
+    assert "manifests/a.yaml:1:1: broken symlink" in in_folder.err
+    assert "manifests/b.yaml:1:1: broken symlink" in in_folder.err
+    assert named.code == 1
+    assert "manifests/a.yaml:1:1: cannot read" in named.err
+    assert "Traceback" not in in_folder.text + named.text
+
+
 def test_an_unreadable_subfolder_is_an_error(
     cli: Cli, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
