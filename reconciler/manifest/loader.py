@@ -328,7 +328,8 @@ def _yaml_problem(file: str, text: str, exc: yaml.YAMLError) -> ManifestProblem:
     else:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        reason = getattr(exc, "problem", None) or str(exc)
+        # Never str(exc): it quotes a snippet of the file, which may not be a manifest at all.
+        reason = getattr(exc, "problem", None) or "the document cannot be read as YAML"
     return ManifestProblem(file, line, column, "", f"YAML syntax error: {' '.join(reason.split())}")
 
 
