@@ -97,6 +97,8 @@ class _Item:
     sent_at: float = 0.0
     #: The answer to the request was lost and no listing has proved it landed yet.
     unconfirmed: bool = False
+    #: A wait for an earlier run's load that never appeared: it is now sent as a load.
+    resent: bool = False
 
     def finish(
         self, outcome: Outcome, message: str = "", failure: FailureReason | None = None
@@ -130,6 +132,7 @@ class AccountRun:
         """Carry out the plan; errors end up in the items, never raised (but for bugs)."""
         self.items = {c.model_id: _Item(c) for c in self.plan.changes}
         self.entries = dict(self.previous)
+        self._date_earlier_loads()
         try:
             await self._delete_all()
             await self._load_all()
@@ -138,6 +141,20 @@ class AccountRun:
         except InvalidKey as exc:  # nothing more can succeed on this account
             self._fail_unfinished(exc)
         self._settle_items()
+
+    def _date_earlier_loads(self) -> None:
+        """Give each wait for an earlier run's load the time that load may have been sent.
+
+        On enterprise such a load is not listed until done; from that time on, the load grace
+        runs, after which the load is taken for lost and sent again (see :meth:`_resend_lost`).
+        """
+        now_mono, now_utc = time.monotonic(), datetime.now(UTC)
+        for model_id, item in self.items.items():
+            entry = self.entries.get(model_id)
+            if item.change.action is not Action.WAIT or entry is None:
+                continue
+            stamp = entry.pending.at if entry.pending is not None else entry.applied_at
+            item.sent_at = now_mono - _age(stamp, now_utc)
 
     # -- deletes --------------------------------------------------------------------------
 
@@ -176,9 +193,33 @@ class AccountRun:
                     return
                 await self._poll()
                 continue
-            item = queue.pop(0)
-            await self._send(item)
+            free = self.client.queue_limit - self._in_flight()
+            wave, queue = queue[:free], queue[free:]
+            await self._send_wave(wave)
             self._report("applying")
+
+    async def _send_wave(self, wave: list[_Item]) -> None:
+        """Send a queue's worth of loads at once: the API's queue, not this tool, is the limit.
+
+        Their intents are made durable together (one journal write). An invalid key stops the
+        account: the first one is re-raised once the wave's other requests have ended.
+        """
+        if len(wave) == 1:
+            await self._send(wave[0])
+            return
+        refused: list[InvalidKey] = []
+
+        async def send(item: _Item) -> None:
+            try:
+                await self._send(item)
+            except InvalidKey as exc:
+                refused.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for item in wave:
+                group.start_soon(send, item)
+        if refused:
+            raise refused[0]
 
     def _in_flight(self) -> int:
         """Loads in progress on the server for this account, as far as we can tell."""
@@ -292,6 +333,37 @@ class AccountRun:
             if time.monotonic() >= self.deadline:
                 return
             await self._poll()
+            await self._resend_lost()
+
+    async def _resend_lost(self) -> None:
+        """On enterprise, send again a load that never appeared within the load grace.
+
+        An enterprise server lists a model only once loaded and never lists a failed load, so
+        an unlisted model past the grace is a load that failed or never arrived (its answer
+        lost, or an interrupted run's intent): sending it again is a retry, not a duplicate.
+        Bounded by :data:`MAX_SEND_ATTEMPTS` and by the queue.
+        """
+        if self.plan.api != "enterprise":
+            return
+        now = time.monotonic()
+        for model_id, item in self.items.items():
+            overdue = (
+                item.outcome is None
+                and (item.sent or item.change.action is Action.WAIT)
+                and item.change.spec
+                and self.live.condition(model_id) is Condition.MISSING
+                and now - item.sent_at > self.options.load_grace
+                and item.attempts < MAX_SEND_ATTEMPTS
+            )
+            if overdue and self._in_flight() < self.client.queue_limit:
+                item.unconfirmed = False
+                item.resent = item.change.action is Action.WAIT
+                self.progress.event(
+                    self.plan.account,
+                    f"{model_id}: not listed {self.options.load_grace:g} s after its load; "
+                    "sending it again",
+                )
+                await self._send(item)
 
     def _waiting_on(self) -> list[_Item]:
         return [
@@ -466,7 +538,7 @@ class AccountRun:
         entry = next_entry(
             self.entries.get(change.model_id),
             event,
-            action=change.action.value,
+            action=Action.LOAD.value if item.resent else change.action.value,
             spec=change.spec,
             spec_hash=change.spec_hash,
             at=_stamp(None),
@@ -494,6 +566,15 @@ def _shows_new_load(before: Condition, now: Condition) -> bool:
     if before is Condition.READY:  # community lists it loading; enterprise stops listing it
         return now in (Condition.LOADING, Condition.MISSING)
     return False  # over a running load, a new load looks like the old one
+
+
+def _age(stamp: str, now: datetime) -> float:
+    """Seconds since an ISO 8601 UTC stamp of the ledger (0 when it cannot be read)."""
+    try:
+        then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return 0.0
+    return max(0.0, (now - then).total_seconds())
 
 
 def _stamp(now: datetime | None) -> str:

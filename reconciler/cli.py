@@ -24,10 +24,21 @@ from reconciler import __version__
 from reconciler import schema as schema_files
 from reconciler.api.client import ClientSettings
 from reconciler.apply import ApplyOptions
-from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
+from reconciler.core.intent import Shard, in_shard, parse_shard
+from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Plan
 from reconciler.core.report import ApplyReport
-from reconciler.engine import AccountFailure, RunConfig, execute_apply, run_plan, run_status
-from reconciler.errors import ConfigError, ManifestError, ReconcilerError
+from reconciler.engine import (
+    AccountFailure,
+    PlanRun,
+    RunConfig,
+    execute_apply,
+    refused_report,
+    run_plan,
+    run_status,
+)
+from reconciler.errors import ConfigError, ManifestError, PlanBlocked, ReconcilerError
+from reconciler.github.flow import CommentMode
+from reconciler.github.step import GithubStep, github_mode
 from reconciler.ledger.store import LedgerStore, open_ledger
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import LoadedAccount
@@ -44,6 +55,34 @@ from reconciler.render.status import status_rows, write_status_json, write_statu
 EXIT_OK, EXIT_FAILED, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+
+
+def _parse_shard(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Shard | None:
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+shard_option = click.option(
+    "--shard",
+    callback=_parse_shard,
+    metavar="I/N",
+    help="Only the accounts of shard I of N (a stable hash of the account name).",
+)
+
+
+def output_option(choices: list[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-o``; without it, ``github`` inside GitHub Actions (GITHUB_ACTIONS=true), else text."""
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(choices),
+        default=None,
+        help="Output format [default: github in GitHub Actions, else text].",
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,23 +147,44 @@ def cli(
 @click.option(
     "--account", "account_names", multiple=True, help="Only list this account (repeatable)."
 )
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@output_option(["text", "json", "github"])
 @click.pass_obj
 def validate(
-    obj: dict[str, Any], paths: tuple[str, ...], account_names: tuple[str, ...], output: str
+    obj: dict[str, Any], paths: tuple[str, ...], account_names: tuple[str, ...], output: str | None
 ) -> int:
     """Check manifests (schema, cross-file rules, the operator's trust policy) offline.
 
     Every manifest is checked, whatever ``--account`` says: names must be unique across all.
     """
+    output = github_mode(output, os.environ)
+    step = (
+        GithubStep.start(sys.stdout, os.environ, paths or DEFAULT_PATHS)
+        if output == "github"
+        else None
+    )
+    return validate_into(step, paths, account_names, output, build_policy(obj))
+
+
+def validate_into(
+    step: GithubStep | None,
+    paths: Sequence[str],
+    account_names: Sequence[str],
+    output: str,
+    policy: TrustPolicy,
+) -> int:
+    """``validate``'s work, shared with a fork pull request's degraded ``plan``."""
     try:
-        accounts = build_accounts(paths or ("manifests",), account_names, build_policy(obj))
+        accounts = build_accounts(paths or DEFAULT_PATHS, account_names, policy)
     except ManifestError as exc:
         if output == "json":
             write_validation_json(exc.problems, [], sys.stdout)
         else:
             write_problems_text(exc.problems, sys.stderr)
+        if step is not None:
+            step.invalid(exc.problems)
         return EXIT_FAILED
+    if step is not None:
+        step.valid(accounts)
     if output == "json":
         write_validation_json([], [a.name for a in accounts], sys.stdout)
     else:
@@ -191,6 +251,7 @@ def emulator(
 
 DEFAULT_PATHS = DEFAULT_MANIFEST_PATHS
 
+
 account_option = click.option(
     "--account", "account_names", multiple=True, help="Only this account (repeatable)."
 )
@@ -209,6 +270,14 @@ max_deletes_option = click.option(
     default=DEFAULT_MAX_DELETES,
     show_default=True,
     help="Refuse a run that deletes more models than this (plan shows it blocked).",
+)
+load_grace_option = click.option(
+    "--load-grace",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LOAD_GRACE,
+    show_default=True,
+    help="Seconds an enterprise load may go unlisted before it is taken for lost and sent "
+    "again (enterprise servers list a model only once loaded).",
 )
 no_ledger_option = click.option(
     "--no-ledger", is_flag=True, help="Run without a ledger: no replace, no prune: managed."
@@ -231,15 +300,17 @@ def build_policy(obj: dict[str, Any]) -> TrustPolicy:
 
 
 def build_accounts(
-    paths: Sequence[str], names: Sequence[str], policy: TrustPolicy
+    paths: Sequence[str], names: Sequence[str], policy: TrustPolicy, shard: Shard | None = None
 ) -> tuple[LoadedAccount, ...]:
-    """The accounts of the manifests under ``paths``, narrowed to ``--account`` names."""
+    """The accounts of the manifests under ``paths`` (checked against the operator's
+    ``policy``), narrowed to ``--account`` names and to ``--shard``."""
     accounts = load_manifests(paths, policy)
     unknown = sorted(set(names) - {a.name for a in accounts})
     if unknown:
         declared = ", ".join(a.name for a in accounts)
         raise ConfigError(f"unknown account {', '.join(unknown)}; declared: {declared}")
-    return tuple(a for a in accounts if not names or a.name in names)
+    kept = set(in_shard((a.name for a in accounts), shard))
+    return tuple(a for a in accounts if (not names or a.name in names) and a.name in kept)
 
 
 def build_run(
@@ -249,6 +320,8 @@ def build_run(
     ledger_path: str | None,
     no_ledger: bool,
     claim_seconds: float = 3600.0,
+    *,
+    shard: Shard | None = None,
 ) -> tuple[RunConfig, LedgerStore | None]:
     """What a networked command needs: accounts, environment, client settings, ledger store.
 
@@ -259,7 +332,7 @@ def build_run(
     settings = ClientSettings(
         request_timeout=obj["request_timeout"], spam_window=obj["spam_window"]
     )
-    accounts = build_accounts(paths, names, build_policy(obj))
+    accounts = build_accounts(paths, names, build_policy(obj), shard)
     config = RunConfig(accounts, os.environ, obj["api_base"], settings)
     store = None if no_ledger else open_ledger(ledger_path, paths, claim_seconds)
     return config, store
@@ -302,7 +375,7 @@ REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
 @cli.command()
 @paths_argument
 @account_option
-@click.option("-o", "--output", type=click.Choice(sorted(PLAN_WRITERS)), default="text")
+@output_option([*sorted(PLAN_WRITERS), "github"])
 @click.option(
     "--out",
     "out_file",
@@ -310,30 +383,63 @@ REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
     help="Save the plan for `apply PLANFILE`.",
 )
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@click.option(
+    "--comment",
+    type=click.Choice(["true", "changes-only", "false"]),
+    default="true",
+    show_default=True,
+    help="-o github on a pull request: the sticky plan comment, always, only with changes, or not.",
+)
 @max_deletes_option
+@load_grace_option
 @ledger_option
 @no_ledger_option
+@shard_option
 @click.pass_obj
 def plan(
     obj: dict[str, Any],
     paths: tuple[str, ...],
     account_names: tuple[str, ...],
-    output: str,
+    output: str | None,
     out_file: Path | None,
     detailed_exitcode: bool,
+    comment: CommentMode,
     max_deletes: int,
+    load_grace: float,
     ledger_path: str | None,
     no_ledger: bool,
+    shard: Shard | None,
 ) -> int:
     """Read live state and show what apply would do."""
-    config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
-    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes)
-    PLAN_WRITERS[output](run.plan, sys.stdout)
+    output = github_mode(output, os.environ)
+    step = (
+        GithubStep.start(sys.stdout, os.environ, paths or DEFAULT_PATHS)
+        if output == "github"
+        else None
+    )
+    if step is not None and step.context.is_fork_pull:
+        step.fork_notice()  # no secrets on a fork's pull request: validate only, never fail
+        return validate_into(step, paths, account_names, "text", build_policy(obj))
+    try:
+        config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
+    except ManifestError as exc:
+        if step is None:
+            raise
+        write_problems_text(exc.problems, sys.stderr)
+        step.invalid(exc.problems)
+        return EXIT_FAILED
+    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes, load_grace)
+    PLAN_WRITERS["text" if step else output or "text"](run.plan, sys.stdout)
     echo_failures(run.failures)
     if out_file is not None and not run.failures:  # an incomplete plan is never saved
         write_plan_file(run.plan, out_file)
     elif out_file is not None:
         click.echo(f"error: {out_file} not written: the plan is incomplete", err=True)
+    blocked = PlanBlocked.failure_reason if run.plan.is_blocked() else ""
+    if step is not None:
+        reason = run.failures[0].reason if run.failures else blocked
+        if step.planned(run.plan, reason, not run.failures, out_file, comment):
+            return EXIT_FAILED
     if run.failures or run.plan.is_blocked():
         return EXIT_FAILED
     return EXIT_CHANGES if detailed_exitcode and run.plan.has_changes() else EXIT_OK
@@ -342,7 +448,7 @@ def plan(
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str), metavar="[PLANFILE] [PATHS]...")
 @account_option
-@click.option("-o", "--output", type=click.Choice(sorted(REPORT_WRITERS)), default="text")
+@output_option([*sorted(REPORT_WRITERS), "github"])
 @click.option("--no-wait", is_flag=True, help="Send the requests; do not wait for readiness.")
 @click.option(
     "--timeout",
@@ -358,31 +464,65 @@ def plan(
     show_default=True,
     help="Seconds between two listings of an account (the spam window).",
 )
+@click.option(
+    "--auto-approve",
+    is_flag=True,
+    help="-o github on a push: apply even without a reviewed plan, or one that changed.",
+)
+@click.option(
+    "--drift-issue",
+    is_flag=True,
+    help="-o github: keep one 'Model drift (<account>)' issue per account that fails.",
+)
 @max_deletes_option
+@load_grace_option
 @ledger_option
 @no_ledger_option
+@shard_option
 @click.pass_obj
 def apply(
     obj: dict[str, Any],
     paths: tuple[str, ...],
     account_names: tuple[str, ...],
-    output: str,
+    output: str | None,
     no_wait: bool,
     timeout: float,
     poll_interval: float,
+    auto_approve: bool,
+    drift_issue: bool,
     max_deletes: int,
+    load_grace: float,
     ledger_path: str | None,
     no_ledger: bool,
+    shard: Shard | None,
 ) -> int:
     """Converge the accounts on the manifests (or on a saved plan), wait, and report."""
     plan_file, manifest_paths = split_plan_file(paths)
+    output = github_mode(output, os.environ)
     # A claim on a shared ledger outlives the run's deadline a little, never much more.
     claim_seconds = timeout + 600.0
+    if output == "github":
+        return apply_github(
+            obj,
+            plan_file,
+            manifest_paths,
+            account_names,
+            ApplyOptions(
+                wait=not no_wait,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                load_grace=load_grace,
+            ),
+            (auto_approve, drift_issue, max_deletes),
+            (ledger_path, no_ledger, claim_seconds, shard),
+        )
     config, store = build_run(
-        obj, manifest_paths, account_names, ledger_path, no_ledger, claim_seconds
+        obj, manifest_paths, account_names, ledger_path, no_ledger, claim_seconds, shard=shard
     )
     saved = read_plan_file(plan_file) if plan_file is not None else None
-    options = ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval)
+    options = ApplyOptions(
+        wait=not no_wait, timeout=timeout, poll_interval=poll_interval, load_grace=load_grace
+    )
     show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
     report = execute_apply(
         config,
@@ -397,12 +537,61 @@ def apply(
     return EXIT_OK if report.ok() else EXIT_FAILED
 
 
+def apply_github(
+    obj: dict[str, Any],
+    plan_file: Path | None,
+    paths: Sequence[str],
+    account_names: Sequence[str],
+    options: ApplyOptions,
+    flags: tuple[bool, bool, int],
+    ledger: tuple[str | None, bool, float, Shard | None],
+) -> int:
+    """``apply -o github``: masks, the review gate on a push, the text plan and report on
+    stdout, then annotations, summary, outputs and drift issues."""
+    auto_approve, drift_issue, max_deletes = flags
+    ledger_path, no_ledger, claim_seconds, shard = ledger
+    step = GithubStep.start(sys.stdout, os.environ, paths)
+    try:
+        config, store = build_run(
+            obj, paths, account_names, ledger_path, no_ledger, claim_seconds, shard=shard
+        )
+    except ManifestError as exc:
+        write_problems_text(exc.problems, sys.stderr)
+        step.invalid(exc.problems)
+        return EXIT_FAILED
+    seen: list[Plan] = []
+    try:
+        review = step.review(auto_approve)
+    except ReconcilerError as exc:
+        report = refused_report(exc)
+    else:
+
+        def on_plan(run: PlanRun) -> None:
+            seen.append(run.plan)
+            write_plan_text(run.plan, sys.stdout)
+            step.check_reviewed(run.plan, review, auto_approve)
+
+        report = execute_apply(
+            config,
+            store,
+            options,
+            saved=read_plan_file(plan_file) if plan_file is not None else None,
+            max_deletes=max_deletes,
+            on_plan=on_plan,
+            progress=make_progress(sys.stderr),
+        )
+    write_report_text(report, sys.stdout)
+    step.applied(report, seen[0] if seen else None, config.accounts, None, drift_issue)
+    return EXIT_OK if report.ok() else EXIT_FAILED
+
+
 @cli.command()
 @paths_argument
 @account_option
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 @ledger_option
 @no_ledger_option
+@shard_option
 @click.pass_obj
 def status(
     obj: dict[str, Any],
@@ -411,9 +600,10 @@ def status(
     output: str,
     ledger_path: str | None,
     no_ledger: bool,
+    shard: Shard | None,
 ) -> int:
     """Show every declared and unmanaged model with its live condition."""
-    config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
+    config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
     live, failures = anyio.run(run_status, config)
     rows = status_rows(config.accounts, live, store.read() if store else None)
     (write_status_json if output == "json" else write_status_text)(rows, sys.stdout)

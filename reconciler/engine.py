@@ -333,12 +333,15 @@ class RunConfig:
 
 
 async def run_plan(
-    config: RunConfig, ledger: LedgerState | None, max_deletes: int = DEFAULT_MAX_DELETES
+    config: RunConfig,
+    ledger: LedgerState | None,
+    max_deletes: int = DEFAULT_MAX_DELETES,
+    load_grace: float = DEFAULT_LOAD_GRACE,
 ) -> PlanRun:
     """``plan``: read every account and plan it."""
     async with ApiClient(config.settings, config.transport) as api:
         workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
-        return await plan_workspace(workspace, ledger, max_deletes)
+        return await plan_workspace(workspace, ledger, max_deletes, load_grace)
 
 
 async def run_apply(

@@ -39,6 +39,7 @@ FailureReason = Literal[
     "locked",
     "invalid-manifest",
     "api-unreachable",
+    "rate-limited",
 ]
 
 

@@ -57,6 +57,11 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o600, *, durable: bool
 
 def read_text_nofollow(path: Path) -> str:
     """The UTF-8 text of ``path``, refusing a symlink (raises FileNotFoundError if absent)."""
+    return read_bytes_nofollow(path).decode("utf-8")
+
+
+def read_bytes_nofollow(path: Path) -> bytes:
+    """The bytes of ``path``, refusing a symlink (raises FileNotFoundError if absent)."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
@@ -64,7 +69,7 @@ def read_text_nofollow(path: Path) -> str:
             raise SymlinkRefused(f"{path} is a symbolic link; refusing to follow it") from exc
         raise
     with os.fdopen(descriptor, "rb") as handle:
-        return handle.read().decode("utf-8")
+        return handle.read()
 
 
 def fsync_folder(folder: Path) -> None:

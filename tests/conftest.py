@@ -29,3 +29,11 @@ def manifest_tree(tmp_path: Path) -> ManifestTree:
 def anyio_backend() -> str:
     """Run ``@pytest.mark.anyio`` tests on asyncio only (we do not use pytest-asyncio)."""
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _outside_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see the output a person sees, even when the suite itself runs in GitHub Actions
+    (there ``GITHUB_ACTIONS=true`` would switch every command to ``-o github``)."""
+    for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_EVENT_NAME"):
+        monkeypatch.delenv(name, raising=False)

@@ -69,8 +69,10 @@ def test_round_trip_one_sorted_file_per_account(ledger: FolderLedger) -> None:
     assert sorted(p.name for p in ledger.path.iterdir()) == ["render-farm.json", "studio-prod.json"]
     text = (ledger.path / "studio-prod.json").read_text(encoding="utf-8")
     document = json.loads(text)
-    assert text == json.dumps(document, sort_keys=True, indent=2) + "\n"  # diffable
+    assert text == json.dumps(document, indent=2) + "\n"  # one field a line: diffable
     assert list(document["models"]) == ["a", "b"]
+    record_all(ledger, [("studio-prod", "b", entry("org/b"))])  # rewritten the same way
+    assert (ledger.path / "studio-prod.json").read_text(encoding="utf-8") == text
     assert document["account"] == "studio-prod" and document["format_version"] == 2
     assert (ledger.path / "studio-prod.json").stat().st_mode & 0o777 == 0o600
 
