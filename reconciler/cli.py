@@ -50,6 +50,7 @@ from reconciler.github.step import GithubStep, github_mode
 from reconciler.ledger.store import LedgerStore, open_ledger
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import LoadedAccount
+from reconciler.manifest.policy import DEFAULT_KEY_ENV_PATTERN, TrustPolicy, operator_policy
 from reconciler.planfile import read_plan_file, write_plan_file
 from reconciler.render.diagnostics import write_problems_text, write_validation_json
 from reconciler.render.markdown import render_plan_markdown
@@ -99,6 +100,22 @@ def output_option(choices: list[str]) -> Callable[[Callable[..., Any]], Callable
 @click.version_option(__version__, prog_name="reconciler")
 @click.option("--api-base", envvar="RECONCILER_API_BASE", help="API base URL ending in /api/.")
 @click.option(
+    "--allow-api-base",
+    "allowed_api_bases",
+    multiple=True,
+    envvar="RECONCILER_ALLOWED_API_BASES",
+    metavar="URL",
+    help="Another base a manifest's api_base may name (repeatable; the variable takes several, "
+    "separated by spaces or commas). The official bases and loopback are always allowed.",
+)
+@click.option(
+    "--key-env-pattern",
+    envvar="RECONCILER_KEY_ENV_PATTERN",
+    metavar="REGEX",
+    help="Variable names a manifest's key_env may take (whole name) "
+    f"[default: {DEFAULT_KEY_ENV_PATTERN}].",
+)
+@click.option(
     "--spam-window",
     type=click.FloatRange(min=0),
     default=30.0,
@@ -125,6 +142,8 @@ def output_option(choices: list[str]) -> Callable[[Callable[..., Any]], Callable
 def cli(
     ctx: click.Context,
     api_base: str | None,
+    allowed_api_bases: tuple[str, ...],
+    key_env_pattern: str | None,
     spam_window: float,
     request_timeout: float,
     unreachable_timeout: float,
@@ -134,6 +153,8 @@ def cli(
     configure_logging(debug)
     ctx.obj = {
         "api_base": api_base,
+        "allowed_api_bases": allowed_api_bases,
+        "key_env_pattern": key_env_pattern,
         "spam_window": spam_window,
         "request_timeout": request_timeout,
         "unreachable_timeout": unreachable_timeout,
@@ -147,8 +168,11 @@ def cli(
     "--account", "account_names", multiple=True, help="Only list this account (repeatable)."
 )
 @output_option(["text", "json", "github"])
-def validate(paths: tuple[str, ...], account_names: tuple[str, ...], output: str | None) -> int:
-    """Check manifests (schema and cross-file rules) without touching the network.
+@click.pass_obj
+def validate(
+    obj: dict[str, Any], paths: tuple[str, ...], account_names: tuple[str, ...], output: str | None
+) -> int:
+    """Check manifests (schema, cross-file rules, the operator's trust policy) offline.
 
     Every manifest is checked, whatever ``--account`` says: names must be unique across all.
     """
@@ -158,15 +182,19 @@ def validate(paths: tuple[str, ...], account_names: tuple[str, ...], output: str
         if output == "github"
         else None
     )
-    return validate_into(step, paths, account_names, output)
+    return validate_into(step, paths, account_names, output, build_policy(obj))
 
 
 def validate_into(
-    step: GithubStep | None, paths: Sequence[str], account_names: Sequence[str], output: str
+    step: GithubStep | None,
+    paths: Sequence[str],
+    account_names: Sequence[str],
+    output: str,
+    policy: TrustPolicy,
 ) -> int:
     """``validate``'s work, shared with a fork pull request's degraded ``plan``."""
     try:
-        accounts = build_accounts(paths or DEFAULT_PATHS, account_names)
+        accounts = build_accounts(paths or DEFAULT_PATHS, account_names, policy)
     except ManifestError as exc:
         if output == "json":
             write_validation_json(exc.problems, [], sys.stdout)
@@ -293,12 +321,17 @@ def configure_logging(debug: bool) -> None:
     logging.getLogger("stamina").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
+def build_policy(obj: dict[str, Any]) -> TrustPolicy:
+    """The operator's trust policy from the global options (checked: a bad one is an error)."""
+    return operator_policy(obj["api_base"], obj["allowed_api_bases"], obj["key_env_pattern"])
+
+
 def build_accounts(
-    paths: Sequence[str], names: Sequence[str], shard: Shard | None = None
+    paths: Sequence[str], names: Sequence[str], policy: TrustPolicy, shard: Shard | None = None
 ) -> tuple[LoadedAccount, ...]:
-    """The accounts of the manifests under ``paths``, narrowed to ``--account`` names and
-    to ``--shard``."""
-    accounts = load_manifests(paths)
+    """The accounts of the manifests under ``paths`` (checked against the operator's
+    ``policy``), narrowed to ``--account`` names and to ``--shard``."""
+    accounts = load_manifests(paths, policy)
     unknown = sorted(set(names) - {a.name for a in accounts})
     if unknown:
         declared = ", ".join(a.name for a in accounts)
@@ -328,7 +361,7 @@ def build_run(
         spam_window=obj["spam_window"],
         unreachable_deadline=obj["unreachable_timeout"],
     )
-    accounts = build_accounts(paths, names, shard)
+    accounts = build_accounts(paths, names, build_policy(obj), shard)
     config = RunConfig(accounts, os.environ, obj["api_base"], settings)
     store = None if no_ledger else open_ledger(ledger_path, paths, claim_seconds)
     return config, store
@@ -466,7 +499,7 @@ def plan(
     )
     if step is not None and step.context.is_fork_pull:
         step.fork_notice()  # no secrets on a fork's pull request: validate only, never fail
-        return validate_into(step, paths, account_names, "text")
+        return validate_into(step, paths, account_names, "text", build_policy(obj))
     try:
         config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
     except ManifestError as exc:

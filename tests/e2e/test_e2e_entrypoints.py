@@ -82,7 +82,7 @@ def test_a_wrong_key_is_reported_without_showing_any_key(
 ) -> None:
     wrong = "sk-wrong-0123456789abcdef-SECRET"
     world.keys["wrong"] = wrong  # checked against every output at the end, as the others
-    monkeypatch.setenv("E2E_KEY_STUDIO", wrong)
+    monkeypatch.setenv("MODELSLAB_E2E_KEY_STUDIO", wrong)
     world.manifest("studio", [community_model("analog")])
     world.manifest("farm", [enterprise_model("canny")])
 

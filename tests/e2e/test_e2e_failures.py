@@ -89,7 +89,7 @@ def _config(world: World, account: str, transport: httpx.AsyncBaseTransport) -> 
     """The engine's configuration for one account of the world, over ``transport``."""
     return RunConfig(
         accounts=load_manifests([str(world.manifests)]),
-        environ={"E2E_KEY_" + account.upper().replace("-", "_"): world.keys[account]},
+        environ={"MODELSLAB_E2E_KEY_" + account.upper().replace("-", "_"): world.keys[account]},
         api_base=world.emulator.base_url,
         settings=ClientSettings(
             request_timeout=5.0,

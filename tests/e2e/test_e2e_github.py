@@ -386,7 +386,7 @@ def test_fork_pull_request_validates_with_a_notice(
     world.manifest("studio", [community_model("analog")])
     number = gh.github.open_pull()
     gh.pull_request(number, fork=True)
-    monkeypatch.delenv("E2E_KEY_STUDIO")  # a fork's run has no secrets
+    monkeypatch.delenv("MODELSLAB_E2E_KEY_STUDIO")  # a fork's run has no secrets
     monkeypatch.setenv("GITHUB_TOKEN", gh.token)
     result = world.plan()
     assert result.code == 0, result.text

@@ -190,7 +190,7 @@ def test_an_incomplete_plan_says_so_and_is_not_saved(
         [community_model("m")],
     )
     world.manifest("farm", [enterprise_model("x")])
-    monkeypatch.delenv("E2E_KEY_FARM")
+    monkeypatch.delenv("MODELSLAB_E2E_KEY_FARM")
     saved = world.root / "plan.json"
 
     planned = world.plan("--out", str(saved))
@@ -233,7 +233,8 @@ async def test_each_request_is_recorded_before_it_is_sent_and_as_it_is_accepted(
     assert {e.outcome for e in final.entries("farm").values()} == {"ready"}
 
 
-def test_an_unusable_api_base_fails_its_account_only(world: World) -> None:
+def test_an_unusable_api_base_is_an_invalid_manifest(world: World) -> None:
+    """Issue 14: validate and plan agree; an unusable api_base is refused before any request."""
     world.manifest(
         "studio",
         [community_model("m")],
@@ -243,8 +244,7 @@ def test_an_unusable_api_base_fails_its_account_only(world: World) -> None:
     planned = world.plan("-o", "json")
 
     assert planned.code == 1
-    assert "farm: invalid API base URL" in planned.err
+    assert "farm.yaml:3:11: api_base: invalid API base URL" in planned.err
+    assert "the port 99999 is not in 1-65535" in planned.err
     assert "Traceback" not in planned.text
-    document = json.loads(planned.out)
-    assert document["unread"] == ["farm"]
-    assert [a["account"] for a in document["accounts"]] == ["studio"]
+    assert world.count("v3/finetune_list") == 0  # refused before any request
