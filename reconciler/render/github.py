@@ -282,7 +282,9 @@ def validate_summary(
     head = f"## Reconciler validate\n\n**{len(problems)} problems** in the manifests.\n"
     head += _omitted_note(omitted)
     rows = [
-        Section(f"- `{p.file}:{p.line}:{p.column}` {_md(str(p.path))}: {_md(p.message)}\n")
+        Section(
+            f"- `{p.file}:{p.line}:{p.column}` {markdown_text(str(p.path))}: {markdown_text(p.message)}\n"
+        )
         for p in problems
     ]
     return fit_summary([Section(head + "\n", keep=True), *rows])
@@ -330,7 +332,7 @@ def apply_summary(
             mark = "yes" if account.converged else "**no**"
             head += (
                 f"| `{_md(account.account)}` | {account.api} | {mark} | "
-                f"{account.failure_reason or ''} | {_md(account.message)} |\n"
+                f"{account.failure_reason or ''} | {markdown_text(account.message)} |\n"
             )
     head += _omitted_note(omitted)
     if plan is not None:
@@ -349,7 +351,8 @@ def apply_summary(
 
 
 def _md(text: str) -> str:
-    return markdown_text(text)
+    """Our own words (notes, account names, counts) on one line, safe in a table cell."""
+    return " ".join(safe_text(text).split()).replace("|", "\\|").replace("<", "&lt;")
 
 
 # -- writing ------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def test_masks_each_value_and_each_line() -> None:
 def test_annotation_is_escaped_in_message_and_properties() -> None:
     annotation = Annotation("blocked", "a: b,\nc", "dir,x/m:1.yaml", 12, 3, "t: x")
     assert annotation.command() == (
-        "::error file=dir%2Cx/m%3A1.yaml,line=12,col=3,title=t%3A x::a: b,%0Ac"
+        "::error file=dir%2Cx/m%3A1.yaml,line=12,col=3,title=t%3A x::a: b,\\nc"
     )
 
 
