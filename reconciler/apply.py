@@ -49,6 +49,10 @@ from reconciler.errors import (
 #: How many times one load may be sent when its answers keep getting lost.
 MAX_SEND_ATTEMPTS = 3
 
+#: Polls of one account are at least this many spam windows apart, leaving other runs a gap
+#: in which the same listing is not refused.
+SHARE_MARGIN = 1.1
+
 #: Conditions in which a model's load has ended.
 _SETTLED = frozenset({Condition.READY, Condition.FAILED})
 
@@ -123,6 +127,8 @@ class AccountRun:
     #: The account's ledger entries as this run has recorded them so far.
     entries: dict[str, LedgerEntry] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    #: When the account was last listed (the plan's listing counts as at the start).
+    last_listed: float = field(default_factory=time.monotonic)
     #: Whether the remote changed since ``live`` was last listed.
     stale: bool = False
     #: The last listing error while waiting, shown if the wait ends without an answer.
@@ -375,9 +381,16 @@ class AccountRun:
         ]
 
     async def _poll(self) -> None:
-        """Wait a poll interval and list again; a failed listing is a skipped poll, not the end."""
-        remaining = self.deadline - time.monotonic()
-        await anyio.sleep(max(0.0, min(self.options.poll_interval, remaining)))
+        """Wait for the next listing and list again; a failed listing is a skipped poll.
+
+        The next listing comes a poll interval after the last one (not after the end of the
+        last wait), and never sooner than the spam window plus a margin: polling at exactly
+        the spam window would keep the identical listing refused for any other run (a pull
+        request's plan during a scheduled repair) for as long as this one waits.
+        """
+        interval = max(self.options.poll_interval, self.client.spam_window * SHARE_MARGIN)
+        wake = min(self.last_listed + interval, self.deadline)
+        await anyio.sleep(max(0.0, wake - time.monotonic()))
         try:
             await self._refresh()
         except InvalidKey:
@@ -389,6 +402,7 @@ class AccountRun:
         self._report("waiting")
 
     async def _refresh(self) -> None:
+        self.last_listed = time.monotonic()
         self.live = await self.client.read_live(deadline=self.deadline)
         self.stale = False
         await self._confirm_landed()

@@ -488,6 +488,11 @@ class AccountClient:
         self._base_url = base_url
         self._limiter = limiter
 
+    @property
+    def spam_window(self) -> float:
+        """Seconds before the API accepts an identical request again (the client's setting)."""
+        return self._owner.settings.spam_window
+
     def __repr__(self) -> str:
         base = redact_url_credentials(self._base_url)
         return f"AccountClient({self.name!r}, api={self.api!r}, base_url={base!r})"
