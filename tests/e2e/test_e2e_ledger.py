@@ -95,9 +95,9 @@ def branch_files(origin: Path) -> dict[str, dict[str, object]]:
     return {name: json.loads(git(origin, "show", f"{BRANCH}:{name}")) for name in names}
 
 
-def git_apply(world: World, clone: Path, *extra: str) -> tuple[int, str, str]:
-    """``apply`` of the clone's manifests with the git-branch ledger, in-process."""
-    result = world.cli(
+def apply_args(clone: Path, *extra: str) -> list[str]:
+    """``apply`` of the clone's manifests with the git-branch ledger and a fast poll."""
+    return [
         "apply",
         str(clone / "manifests"),
         "--ledger",
@@ -107,7 +107,12 @@ def git_apply(world: World, clone: Path, *extra: str) -> tuple[int, str, str]:
         "--timeout",
         str(APPLY_TIMEOUT),
         *extra,
-    )
+    ]
+
+
+def git_apply(world: World, clone: Path, *extra: str) -> tuple[int, str, str]:
+    """:func:`apply_args`, in-process."""
+    result = world.cli(*apply_args(clone, *extra))
     return result.code, result.out, result.err
 
 
@@ -157,17 +162,7 @@ def _apply_process(world: World, clone: Path, *extra: str) -> subprocess.Popen[s
             world.emulator.base_url,
             "--spam-window",
             str(CLIENT_SPAM_WINDOW),
-            "apply",
-            str(clone / "manifests"),
-            "--ledger",
-            "git:",
-            "--poll-interval",
-            str(POLL_INTERVAL),
-            "--timeout",
-            str(APPLY_TIMEOUT),
-            "-o",
-            "json",
-            *extra,
+            *apply_args(clone, "-o", "json", *extra),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
