@@ -29,6 +29,7 @@ from reconciler.apply import ApplyOptions
 from reconciler.core.intent import Shard, in_shard, parse_shard
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Action, Plan
 from reconciler.core.report import ApplyReport
+from reconciler.crashlog import write_crash_log
 from reconciler.engine import (
     AccountFailure,
     PlanRun,
@@ -787,12 +788,15 @@ def run(args: list[str]) -> int:
         echo_error(exc)
         return EXIT_FAILED
     except Exception as exc:  # the boundary for bugs: anything unexpected
+        trace = traceback.format_exc()
         if debug:
-            for line in redact(traceback.format_exc()).splitlines():
+            for line in redact(trace).splitlines():
                 click.echo(safe_text(line), err=True)
+        log = write_crash_log(args, trace, os.environ)
+        where = f"the crash log {log}" if log is not None else "the output of --debug"
         click.echo(
             f"internal error: {type(exc).__name__}: {safe_text(redact(str(exc)))}\n"
-            "This is a bug in reconciler; please report it with the output of --debug.",
+            f"This is a bug in reconciler; please report it with {safe_text(where)}.",
             err=True,
         )
         return EXIT_BUG
