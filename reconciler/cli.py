@@ -9,6 +9,7 @@ errors (:class:`ReconcilerError`, bad usage) print one or two lines and exit 1, 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -17,13 +18,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import anyio
 import click
 
-from reconciler import __version__
+from reconciler import __version__, startup
 from reconciler import schema as schema_files
-from reconciler.api.client import ClientSettings
+from reconciler.api.client import ClientSettings, concurrency_for
 from reconciler.apply import ApplyOptions
+from reconciler.asyncrun import run_sync
+from reconciler.core.events import ProgressSink
 from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
 from reconciler.core.report import ApplyReport
 from reconciler.engine import AccountFailure, RunConfig, execute_apply, run_plan, run_status
@@ -36,7 +38,6 @@ from reconciler.render.diagnostics import write_problems_text, write_validation_
 from reconciler.render.markdown import render_plan_markdown
 from reconciler.render.plan_json import write_plan_json
 from reconciler.render.plan_text import write_plan_text
-from reconciler.render.progress import make_progress
 from reconciler.render.report import write_report_json, write_report_text
 from reconciler.render.status import status_rows, write_status_json, write_status_text
 
@@ -63,6 +64,13 @@ paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=str
     show_default=True,
     help="Seconds one HTTP request may take.",
 )
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    envvar="RECONCILER_MAX_CONCURRENCY",
+    help="HTTP requests in flight across all accounts "
+    "[default: the sum of the accounts' queue limits, 16 to 512].",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.pass_context
 def cli(
@@ -70,6 +78,7 @@ def cli(
     api_base: str | None,
     spam_window: float,
     request_timeout: float,
+    max_concurrency: int | None,
     debug: bool,
 ) -> None:
     """Keep the models on ModelsLab accounts equal to what YAML manifests declare."""
@@ -78,6 +87,7 @@ def cli(
         "api_base": api_base,
         "spam_window": spam_window,
         "request_timeout": request_timeout,
+        "max_concurrency": max_concurrency,
         "debug": debug,
     }
 
@@ -221,10 +231,14 @@ def build_run(
     The ledger is None with ``--no-ledger``; else ``--ledger`` or the file beside the manifests.
     """
     paths = paths or DEFAULT_PATHS
+    accounts = build_accounts(paths, names)
     settings = ClientSettings(
-        request_timeout=obj["request_timeout"], spam_window=obj["spam_window"]
+        request_timeout=obj["request_timeout"],
+        spam_window=obj["spam_window"],
+        max_concurrency=obj.get("max_concurrency")
+        or concurrency_for(a.spec.queue_limit for a in accounts),
     )
-    config = RunConfig(build_accounts(paths, names), os.environ, obj["api_base"], settings)
+    config = RunConfig(accounts, os.environ, obj["api_base"], settings)
     store = None if no_ledger else JsonFileLedger(ledger_path or default_ledger_path(paths))
     return config, store
 
@@ -291,7 +305,8 @@ def plan(
 ) -> int:
     """Read live state and show what apply would do."""
     config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
-    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes)
+    ledger = store.read() if store else None
+    run = run_sync(functools.partial(run_plan, config, ledger, max_deletes))
     PLAN_WRITERS[output](run.plan, sys.stdout)
     echo_failures(run.failures)
     if out_file is not None and not run.failures:  # an incomplete plan is never saved
@@ -351,7 +366,7 @@ def apply(
         saved=saved,
         max_deletes=max_deletes,
         on_plan=show_plan,
-        progress=make_progress(sys.stderr),
+        progress=_progress(sys.stderr),
     )
     REPORT_WRITERS[output](report, sys.stdout)
     return EXIT_OK if report.ok() else EXIT_FAILED
@@ -374,7 +389,7 @@ def status(
 ) -> int:
     """Show every declared and unmanaged model with its live condition."""
     config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
-    live, failures = anyio.run(run_status, config)
+    live, failures = run_sync(functools.partial(run_status, config))
     rows = status_rows(config.accounts, live, store.read() if store else None)
     (write_status_json if output == "json" else write_status_text)(rows, sys.stdout)
     echo_failures(failures)
@@ -397,9 +412,16 @@ def demo(time_scale: float, paths: tuple[str, ...]) -> int:
     return run_demo(sys.stdout, paths or DEFAULT_PATHS, time_scale=time_scale)
 
 
+def _progress(stream: TextIO) -> ProgressSink:
+    from reconciler.render.progress import make_progress  # rich is imported only on demand
+
+    return make_progress(stream)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI inside the one error boundary and exit with a documented code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    startup.tune_gc()
     sys.exit(run(args))
 
 

@@ -21,6 +21,7 @@ import httpx
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings, resolve_api_base
 from reconciler.api.secret import key_from_env
 from reconciler.apply import AccountRun, ApplyOptions, Recorder
+from reconciler.asyncrun import run_sync
 from reconciler.core.events import NullProgress, ProgressSink
 from reconciler.core.live import LiveState
 from reconciler.core.plan import DEFAULT_MAX_DELETES, AccountPlan, Plan, make_plan, plan_account
@@ -361,7 +362,7 @@ def execute_apply(
     """
     try:
         with _ledger_session(store) as (ledger, save):
-            _, report, new_ledger = anyio.run(
+            _, report, new_ledger = run_sync(
                 functools.partial(
                     run_apply,
                     config,

@@ -23,7 +23,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -127,6 +127,18 @@ class ClientSettings:
 
 
 DEFAULT_SETTINGS = ClientSettings()
+#: Bounds of :func:`concurrency_for`: the old fixed cap, and a number of sockets that stays well
+#: inside the usual limit of 1024 open files.
+MIN_CONCURRENCY, MAX_CONCURRENCY = 16, 512
+
+
+def concurrency_for(queue_limits: Iterable[int]) -> int:
+    """The default cap on requests in flight for a run over accounts with these queue limits.
+
+    Enough for every account to fill its queue at once (the per-account limit still holds each
+    one to its queue limit), so a run over 100 accounts is not held to 16 loads in flight.
+    """
+    return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, sum(queue_limits)))
 
 
 # ---------------------------------------------------------------------------------------------

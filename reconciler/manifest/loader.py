@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 import re
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,11 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _SUFFIXES = (".yaml", ".yml")
-#: Bounds on a document's node graph: real manifests are a few levels deep and a few thousand
-#: nodes; anything beyond is a mistake or an alias bomb, reported before it is walked.
+#: Bounds on a document's node graph: real manifests are a few levels deep; deeper is a mistake.
+#: Aliases may add at most as many nodes as the document has or this many, whichever is more:
+#: beyond that is an alias bomb, reported before anything walks the expanded tree.
 _MAX_DEPTH = 32
-_MAX_NODES = 100_000
+_MAX_ALIAS_NODES = 100_000
 
 Location = tuple[str | int, ...]
 
@@ -150,12 +152,57 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+KeyVisit = tuple[Location, yaml.ScalarNode, yaml.MappingNode]
+#: Every mapping key of a document, in document order, as the guard's walk found them: the
+#: one walk over the nodes serves both the guard and :func:`_walk_keys`.
+_KEYS_SEEN: weakref.WeakKeyDictionary[yaml.Node, list[KeyVisit]] = weakref.WeakKeyDictionary()
+
+
 def _check_graph(root: yaml.Node) -> None:
     """Refuse cyclic aliases, deep nesting and alias bombs before anything walks the tree.
 
-    Iterative, so that it cannot itself overflow the stack. Aliased nodes are shared objects in
-    PyYAML's graph: sizes are memoised per node and count every expansion.
+    The size limit is on what aliases *add*, not on honest size: a document of a million
+    written nodes is fine (one account of 100k models), a few lines of anchors that expand to
+    a billion are not. One iterative pass over the written nodes checks depth and notes every
+    mapping key for :func:`_walk_keys`; only when a node is reached twice (an alias) does
+    :func:`_check_expansion` count what the aliases expand to.
     """
+    keys: list[KeyVisit] = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, int, Location]] = [(root, 0, ())]
+    mapping, sequence = yaml.MappingNode, yaml.SequenceNode
+    while stack:
+        node, depth, loc = stack.pop()
+        if id(node) in seen:
+            _check_expansion(root, len(seen))
+            return
+        seen.add(id(node))
+        if depth >= _MAX_DEPTH:
+            raise _GraphProblem(node, f"nested deeper than {_MAX_DEPTH} levels")
+        if isinstance(node, mapping):
+            pairs = node.value
+            for key_node, value_node in reversed(pairs):
+                if isinstance(key_node, yaml.ScalarNode):
+                    stack.append((value_node, depth + 1, (*loc, key_node.value)))
+                    stack.append((key_node, depth + 1, loc))
+                else:
+                    stack.append((value_node, depth + 1, loc))
+                    stack.append((key_node, depth + 1, loc))
+            keys.extend((loc, k, node) for k, _ in pairs if isinstance(k, yaml.ScalarNode))
+        elif isinstance(node, sequence):
+            items = node.value
+            stack.extend((items[i], depth + 1, (*loc, i)) for i in range(len(items) - 1, -1, -1))
+    _KEYS_SEEN[root] = keys
+
+
+def _check_expansion(root: yaml.Node, written: int) -> None:
+    """The careful walk for documents with aliases: cycles, depth on every path, expansion.
+
+    Aliased nodes are shared objects in PyYAML's graph: sizes are memoised per node and count
+    every expansion. Aliases may add as many nodes as the document has, or
+    :data:`_MAX_ALIAS_NODES`, whichever is more.
+    """
+    limit = written + max(written, _MAX_ALIAS_NODES)
     sizes: dict[int, int] = {}
     path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
@@ -164,8 +211,10 @@ def _check_graph(root: yaml.Node) -> None:
         if done:
             path.discard(id(node))
             sizes[id(node)] = 1 + sum(sizes[id(child)] for child in _children(node))
-            if sizes[id(node)] > _MAX_NODES:
-                raise _GraphProblem(node, f"document expands to more than {_MAX_NODES} nodes")
+            if sizes[id(node)] > limit:
+                raise _GraphProblem(
+                    node, f"document expands to more than {limit} nodes through aliases"
+                )
             continue
         if id(node) in sizes:
             continue
@@ -260,6 +309,11 @@ def _structure_problems(file: str, node: yaml.MappingNode) -> Iterator[ManifestP
 def _walk_keys(
     node: yaml.Node, loc: Location
 ) -> Iterator[tuple[Location, yaml.ScalarNode, yaml.MappingNode]]:
+    """Every mapping key under ``node``: what :func:`_check_graph` noted, else a walk."""
+    noted = _KEYS_SEEN.get(node) if not loc else None
+    if noted is not None:
+        yield from noted
+        return
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode):
