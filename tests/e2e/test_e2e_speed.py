@@ -12,8 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 from e2e_support import (
+    ACCOUNTS,
     APPLY_TIMEOUT,
     POLL_INTERVAL,
     SPAM_WINDOW,
@@ -22,7 +24,14 @@ from e2e_support import (
     enterprise_model,
 )
 
-from reconciler.api.client import MAX_CONCURRENCY, MIN_CONCURRENCY, concurrency_for
+from reconciler.api.client import (
+    MAX_CONCURRENCY,
+    MIN_CONCURRENCY,
+    ApiClient,
+    ClientSettings,
+    concurrency_for,
+)
+from reconciler.api.secret import ApiKey
 from reconciler.cli import build_run
 
 #: Modules that ``plan`` must not import: the emulator and its server, the live display, the
@@ -92,3 +101,18 @@ def test_the_cap_is_set_from_the_flag_or_the_accounts(world: World) -> None:
     assert auto.settings.max_concurrency == MIN_CONCURRENCY
     flagged, _ = build_run(obj | {"max_concurrency": 3}, paths, (), Path("l.json"), True)
     assert flagged.settings.max_concurrency == 3
+
+
+def test_each_account_reads_through_its_own_pool_over_real_http(world: World) -> None:
+    async def read_two() -> tuple[int, bool]:
+        async with ApiClient(ClientSettings(spam_window=0.0)) as api:
+            for name in ("studio", "farm"):
+                api_kind, limit, key_env = ACCOUNTS[name]
+                key = ApiKey(os.environ[key_env])
+                account = api.account(name, api_kind, key, world.emulator.base_url, limit)
+                await account.read_live()
+            pools = list(api._pools.values())
+        return len(pools), all(pool.is_closed for pool in pools)
+
+    world.seed("studio", "seeded")
+    assert anyio.run(read_two) == (2, True)
