@@ -154,7 +154,8 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 KeyVisit = tuple[Location, yaml.ScalarNode, yaml.MappingNode]
 #: Every mapping key of a document, in document order, as the guard's walk found them: the
-#: one walk over the nodes serves both the guard and :func:`_walk_keys`.
+#: one walk over the nodes serves both the guard and :func:`_walk_keys`, which takes the entry
+#: out (its value refers to its key, so an entry left here would keep the whole tree alive).
 _KEYS_SEEN: weakref.WeakKeyDictionary[yaml.Node, list[KeyVisit]] = weakref.WeakKeyDictionary()
 
 
@@ -192,7 +193,8 @@ def _check_graph(root: yaml.Node) -> None:
         elif isinstance(node, sequence):
             items = node.value
             stack.extend((items[i], depth + 1, (*loc, i)) for i in range(len(items) - 1, -1, -1))
-    _KEYS_SEEN[root] = keys
+    if isinstance(root, mapping):  # only a mapping is a manifest, whose keys are then walked
+        _KEYS_SEEN[root] = keys
 
 
 def _check_expansion(root: yaml.Node, written: int) -> None:
@@ -310,7 +312,7 @@ def _walk_keys(
     node: yaml.Node, loc: Location
 ) -> Iterator[tuple[Location, yaml.ScalarNode, yaml.MappingNode]]:
     """Every mapping key under ``node``: what :func:`_check_graph` noted, else a walk."""
-    noted = _KEYS_SEEN.get(node) if not loc else None
+    noted = _KEYS_SEEN.pop(node, None) if not loc else None
     if noted is not None:
         yield from noted
         return

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import ManifestError
+from reconciler.manifest import loader
 from reconciler.manifest.loader import load_manifests
 
 ManifestTree = Callable[[Mapping[str, str]], Path]
@@ -82,3 +83,15 @@ def test_a_small_document_that_expands_a_lot_is_refused(manifest_tree: ManifestT
 
     with pytest.raises(ManifestError, match=r"expands to more than \d+ nodes through aliases"):
         load_manifests([root])
+
+
+def test_the_node_trees_are_not_kept_after_loading(manifest_tree: ManifestTree) -> None:
+    root = manifest_tree(
+        {"farm.yaml": HEAD + _entries(3), "list.yaml": "- not a mapping\n", "bad.yaml": "a: b\n"}
+    )
+
+    with pytest.raises(ManifestError):
+        load_manifests([root])
+    load_manifests([root / "farm.yaml"])
+
+    assert len(loader._KEYS_SEEN) == 0
