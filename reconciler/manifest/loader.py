@@ -9,7 +9,9 @@ problems of all files are collected and raised together as one :class:`ManifestE
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import json
 import os
 import re
@@ -48,13 +50,33 @@ def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> tuple[LoadedAccou
     """Load every account declared under ``paths``; raise one ManifestError for all problems."""
     problems: list[ManifestProblem] = []
     accounts: list[LoadedAccount] = []
-    for file in _manifest_files(paths, problems):
-        accounts.extend(_load_file(file, problems))
+    with _collector_paused():
+        for file in _manifest_files(paths, problems):
+            accounts.extend(_load_file(file, problems))
+    _KEYS_SEEN.clear()  # documents whose keys were never walked (a later document failed)
     problems.extend(_duplicate_accounts(accounts))
     if problems:
         unique = dict.fromkeys(map(_one_line, problems))  # aliases can repeat a problem
         raise ManifestError(sorted(unique, key=lambda p: (p.file, p.line, p.column)))
     return tuple(sorted(accounts, key=lambda a: a.name))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while manifests are parsed and walked.
+
+    A large manifest is millions of small objects (nodes, marks, values), none of them
+    cyclic, and every collection over a heap that large walks all of them: at 100k models
+    collections were over half the load time, growing faster than the input. Memory is still
+    freed as usual (reference counting); cycles are collected once the pause ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _display(path: Path) -> str:
