@@ -1,4 +1,4 @@
-"""``python -m benchmarks fleet|plan [options]``: see benchmarks/README.md."""
+"""``python -m benchmarks fleet|plan|emulator [options]``: see benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -28,12 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--layouts", default="100,1", help="numbers of accounts, comma-separated")
     plan.add_argument("--timeout", type=float, default=300.0, help="seconds per run at most")
     plan.add_argument("--json", type=Path, help="write the results here")
+    emulator = commands.add_parser("emulator", help="the emulator's CPU per large listing")
+    emulator.add_argument("--models", type=int, default=10_000)
+    emulator.add_argument("--repeat", type=int, default=20)
+    emulator.add_argument("--json", type=Path, help="write the results here")
     fleet = commands.add_parser("fleet", help="apply vs two httpx scripts vs the lower bound")
     from benchmarks import fleet as fleet_module
 
     fleet_module.add_arguments(fleet)
     args = parser.parse_args(argv)
-    if args.command == "plan":
+    if args.command == "emulator":
+        from benchmarks import emulator_cpu
+
+        results = {"machine": _machine(), "emulator": emulator_cpu.run(args.models, args.repeat)}
+        ok = True
+    elif args.command == "plan":
         from benchmarks import plan_scale
 
         sizes = [int(s) for s in args.sizes.split(",")]

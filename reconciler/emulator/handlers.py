@@ -99,7 +99,7 @@ def _catalogue_text() -> str:
     return ",".join(_entry_text(PublicModel.model_validate(entry)) for entry in A.CATALOGUE)
 
 
-def _entry_text(item: PublicModel) -> str:
+def _entry_text(item: PublicModel | LoadedModel) -> str:
     return json.dumps(item.model_dump(mode="json"), separators=(",", ":"))
 
 
@@ -158,25 +158,36 @@ def verify_model(state: EmulatorState, account: Account, body: dict[str, Any]) -
 
 
 def get_all_models(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
-    """The loaded models, with their ``load_data``; lora and embeddings in their own lists."""
+    """The loaded models, with their ``load_data``; lora and embeddings in their own lists.
+
+    Each entry's JSON text is kept while its record and its ``ready_at`` stay the same, as for
+    ``model_list``: 10k wire models per listing cost ~55 ms of CPU.
+    """
     parse(KeyRequest, body, ())
-    lists: dict[str, list[LoadedModel]] = {"models": [], "lora_models": [], "embeddings_models": []}
+    lists: dict[str, list[str]] = {"models": [], "lora_models": [], "embeddings_models": []}
     ready = [m for m in account.models.values() if m.status == A.READY]
+    served = account.served
     for record in sorted(ready, key=lambda m: m.ready_at or 0.0):
-        side = A.ENTERPRISE_SIDE_LISTS.get(str(record.spec.get("model_type", "")), "models")
-        loaded_at = to_datetime(record.ready_at or record.created_at)
-        item = LoadedModel(
-            model_id=record.model_id, load_data=loaded_at.strftime(A.LOAD_DATA_FORMAT)
-        )
-        lists[side].append(item)
-    return responses.ok(
-        GetAllModelsResponse(
-            status="success",
-            models=lists["models"],
-            lora_models=lists["lora_models"],
-            embeddings_models=lists["embeddings_models"],
-        )
-    )
+        cached = served.get(record.model_id)
+        if cached is None or cached[0] is not record or cached[1] != record.ready_at:
+            side, text = _loaded_entry(record)
+            cached = served[record.model_id] = (record, record.ready_at, side, text)
+        lists[cached[2]].append(cached[3])
+    if len(served) > 2 * len(account.models) + 64:  # forget deleted and replaced models
+        account.served = {k: v for k, v in served.items() if account.models.get(k) is v[0]}
+    empty = GetAllModelsResponse(status="success", models=[], lora_models=[], embeddings_models=[])
+    shape = json.dumps(empty.model_dump(mode="json", exclude_none=True), separators=(",", ":"))
+    for name, texts in lists.items():
+        shape = shape.replace(f'"{name}":[]', f'"{name}":[' + ",".join(texts) + "]", 1)
+    return responses.prerendered(shape)
+
+
+def _loaded_entry(record: ModelRecord) -> tuple[str, str]:
+    """Which list a ready enterprise model goes in, and its entry as JSON text."""
+    side = A.ENTERPRISE_SIDE_LISTS.get(str(record.spec.get("model_type", "")), "models")
+    loaded_at = to_datetime(record.ready_at or record.created_at)
+    item = LoadedModel(model_id=record.model_id, load_data=loaded_at.strftime(A.LOAD_DATA_FORMAT))
+    return side, _entry_text(item)
 
 
 def delete_model(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:

@@ -61,6 +61,11 @@ class Account:
     listed: dict[str, tuple[ModelRecord, str, str]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    #: ``get_all_models`` entries, by id: ``(record, ready_at, list name, text)``, kept the same
+    #: way (a reload changes ``ready_at``, which the entry shows).
+    served: dict[str, tuple[ModelRecord, float | None, str, str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def name(self) -> str:

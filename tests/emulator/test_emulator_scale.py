@@ -11,11 +11,12 @@ import socket
 from pathlib import Path
 
 import pytest
-from emulator_support import COMMUNITY_KEY, make_config
+from emulator_support import COMMUNITY_KEY, ENTERPRISE_KEY, make_config
 
-from reconciler.api.wire import PublicModel
+from reconciler.api.wire import GetAllModelsResponse, LoadedModel, PublicModel
 from reconciler.emulator import EmulatorState, handlers, responses
 from reconciler.emulator import assumptions as A
+from reconciler.emulator.clock import to_datetime
 from reconciler.emulator.server import _listen
 
 WEEK = 7 * 24 * 3600.0
@@ -124,3 +125,38 @@ def test_the_listening_socket_hands_out_connections_without_nagle() -> None:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         listener.close()
+
+
+def _plain_all_models(state: EmulatorState) -> str:
+    """``get_all_models`` as built before the cache: every entry a fresh wire model."""
+    lists: dict[str, list[LoadedModel]] = {"models": [], "lora_models": [], "embeddings_models": []}
+    ready = [m for m in state.accounts["dedicated"].models.values() if m.status == A.READY]
+    for record in sorted(ready, key=lambda m: m.ready_at or 0.0):
+        side = A.ENTERPRISE_SIDE_LISTS.get(str(record.spec.get("model_type", "")), "models")
+        when = to_datetime(record.ready_at or record.created_at).strftime(A.LOAD_DATA_FORMAT)
+        lists[side].append(LoadedModel(model_id=record.model_id, load_data=when))
+    body = GetAllModelsResponse(status="success", **lists)
+    return responses.ok(body).text()
+
+
+def _all_models(state: EmulatorState) -> str:
+    account = state.accounts["dedicated"]
+    return handlers.get_all_models(state, account, {"key": ENTERPRISE_KEY}).text()
+
+
+def test_cached_enterprise_listing_is_the_wire_models_text() -> None:
+    state = _state()
+    assert _all_models(state) == _plain_all_models(state)
+    kinds = ("huggingface", "lora", "embeddings", "controlnet")
+    for i in range(8):
+        state.seed_model("dedicated", f"e{i}", {"model_type": kinds[i % 4]}, STATUSES[i % 4])
+        state.clock.advance(1)
+    assert _all_models(state) == _plain_all_models(state)
+    state.clock.advance(61)  # the loading ones end
+    assert _all_models(state) == _plain_all_models(state)
+    account = state.accounts["dedicated"]
+    state.start_load(account, "e0", {"model_type": "lora"})  # reloaded: a new ready_at
+    state.delete(account, "e4")
+    state.clock.advance(61)
+    assert _all_models(state) == _plain_all_models(state)
+    assert '"e4"' not in _all_models(state)
