@@ -84,7 +84,7 @@ def write_manifests(
         account = GeneratedAccount(
             name=f"acct-{a:04d}-{api[:3]}",
             api=api,
-            key_env=f"BENCH_KEY_{a:04d}",
+            key_env=f"MODELSLAB_BENCH_KEY_{a:04d}",
             queue_limit=queue_limit(a),
         )
         lines = [

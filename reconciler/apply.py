@@ -24,7 +24,7 @@ One item failing does not stop the others; an account failing does not stop othe
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -33,8 +33,9 @@ import anyio
 
 from reconciler.api.client import AccountClient
 from reconciler.core.events import ProgressSink
+from reconciler.core.ledger_fold import LedgerEvent, next_entry
 from reconciler.core.live import Condition, LiveModel, LiveState
-from reconciler.core.plan import AccountPlan, Action, ModelChange
+from reconciler.core.plan import DEFAULT_LOAD_GRACE, AccountPlan, Action, ModelChange
 from reconciler.core.records import LedgerEntry
 from reconciler.core.report import FailureReason, ItemReport, Outcome
 from reconciler.errors import (
@@ -63,7 +64,7 @@ class ApplyOptions:
     #: its place in the queue. Enterprise servers never list a failed load, so without a bound
     #: one bad url would hold a place until the deadline; past it, the server's own queue
     #: limit (a 429 the client retries) decides.
-    load_grace: float = 300.0
+    load_grace: float = DEFAULT_LOAD_GRACE
 
 
 class _Landing(Enum):
@@ -74,11 +75,12 @@ class _Landing(Enum):
     UNKNOWN = "unknown"
 
 
-#: Receives each ledger entry as soon as it is known (None removes the entry).
-Recorder = Callable[[str, LedgerEntry | None], None]
+#: Makes each ledger entry durable as soon as it is known (None removes the entry); awaited
+#: before a request is sent, so that the intent is on disk first (write-ahead).
+Recorder = Callable[[str, LedgerEntry | None], Awaitable[None]]
 
 
-def _ignore_record(model_id: str, entry: LedgerEntry | None) -> None:
+async def _ignore_record(model_id: str, entry: LedgerEntry | None) -> None:
     """The recorder of a run without a ledger."""
 
 
@@ -95,6 +97,8 @@ class _Item:
     sent_at: float = 0.0
     #: The answer to the request was lost and no listing has proved it landed yet.
     unconfirmed: bool = False
+    #: A wait for an earlier run's load that never appeared: it is now sent as a load.
+    resent: bool = False
 
     def finish(
         self, outcome: Outcome, message: str = "", failure: FailureReason | None = None
@@ -116,6 +120,9 @@ class AccountRun:
     previous: Mapping[str, LedgerEntry] = field(default_factory=dict)
     record: Recorder = _ignore_record
     items: dict[str, _Item] = field(default_factory=dict)
+    #: The account's ledger entries as this run has recorded them so far.
+    entries: dict[str, LedgerEntry] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
     #: Whether the remote changed since ``live`` was last listed.
     stale: bool = False
     #: The last listing error while waiting, shown if the wait ends without an answer.
@@ -124,6 +131,8 @@ class AccountRun:
     async def run(self) -> None:
         """Carry out the plan; errors end up in the items, never raised (but for bugs)."""
         self.items = {c.model_id: _Item(c) for c in self.plan.changes}
+        self.entries = dict(self.previous)
+        self._date_earlier_loads()
         try:
             await self._delete_all()
             await self._load_all()
@@ -133,10 +142,25 @@ class AccountRun:
             self._fail_unfinished(exc)
         self._settle_items()
 
+    def _date_earlier_loads(self) -> None:
+        """Give each wait for an earlier run's load the time that load may have been sent.
+
+        On enterprise such a load is not listed until done; from that time on, the load grace
+        runs, after which the load is taken for lost and sent again (see :meth:`_resend_lost`).
+        """
+        now_mono, now_utc = time.monotonic(), datetime.now(UTC)
+        for model_id, item in self.items.items():
+            entry = self.entries.get(model_id)
+            if item.change.action is not Action.WAIT or entry is None:
+                continue
+            stamp = entry.pending.at if entry.pending is not None else entry.applied_at
+            item.sent_at = now_mono - _age(stamp, now_utc)
+
     # -- deletes --------------------------------------------------------------------------
 
     async def _delete_all(self) -> None:
         for item in self._items_with(Action.DELETE):
+            await self._note(item, LedgerEvent.INTENT)
             try:
                 await self.client.delete(item.change.model_id)
             except InvalidKey:
@@ -146,7 +170,7 @@ class AccountRun:
                 continue
             item.sent = self.stale = True
             item.finish(Outcome.DONE, "deleted")
-            self.record(item.change.model_id, None)
+            await self._note(item, LedgerEvent.DELETED)
             self.progress.event(self.plan.account, f"- deleted {item.change.model_id}")
 
     # -- loads, reloads, replaces under the queue limit ------------------------------------
@@ -169,9 +193,33 @@ class AccountRun:
                     return
                 await self._poll()
                 continue
-            item = queue.pop(0)
-            await self._send(item)
+            free = self.client.queue_limit - self._in_flight()
+            wave, queue = queue[:free], queue[free:]
+            await self._send_wave(wave)
             self._report("applying")
+
+    async def _send_wave(self, wave: list[_Item]) -> None:
+        """Send a queue's worth of loads at once: the API's queue, not this tool, is the limit.
+
+        Their intents are made durable together (one journal write). An invalid key stops the
+        account: the first one is re-raised once the wave's other requests have ended.
+        """
+        if len(wave) == 1:
+            await self._send(wave[0])
+            return
+        refused: list[InvalidKey] = []
+
+        async def send(item: _Item) -> None:
+            try:
+                await self._send(item)
+            except InvalidKey as exc:
+                refused.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for item in wave:
+                group.start_soon(send, item)
+        if refused:
+            raise refused[0]
 
     def _in_flight(self) -> int:
         """Loads in progress on the server for this account, as far as we can tell."""
@@ -183,22 +231,31 @@ class AccountRun:
             loading = {
                 model_id
                 for model_id, item in self.items.items()
-                if item.sent
-                and item.outcome is None
+                if item.outcome is None
                 and self.live.condition(model_id) is not Condition.READY
-                and now - item.sent_at < self.options.load_grace
+                and (
+                    (item.sent and now - item.sent_at < self.options.load_grace)
+                    # a load an earlier run sent, not listed yet: it holds a place too
+                    or (
+                        item.change.action is Action.WAIT
+                        and now - self.started < self.options.load_grace
+                    )
+                )
             }
         return len(loading)
 
     async def _send(self, item: _Item) -> None:
         change = item.change
+        await self._note(item, LedgerEvent.INTENT)  # on disk before the request can leave
         while item.attempts < MAX_SEND_ATTEMPTS:
             item.attempts += 1
             try:
                 await self._request(change)
             except InvalidKey:
+                await self._note(item, LedgerEvent.ABANDONED)
                 raise
             except RateLimited as exc:
+                await self._note(item, LedgerEvent.ABANDONED)
                 item.finish(Outcome.FAILED, str(exc), "apply-failed")
                 return
             except TransientError as exc:
@@ -212,10 +269,12 @@ class AccountRun:
                     item.message = f"the answer was lost ({exc}) and no listing confirmed the load"
                 break
             except ReconcilerError as exc:
+                await self._note(item, LedgerEvent.ABANDONED)
                 item.finish(Outcome.FAILED, str(exc), exc.failure_reason)
                 return
             break
-        else:
+        else:  # every attempt was proved not to have landed
+            await self._note(item, LedgerEvent.ABANDONED)
             item.finish(
                 Outcome.FAILED,
                 f"gave up after {MAX_SEND_ATTEMPTS} attempts: {item.message}",
@@ -224,8 +283,8 @@ class AccountRun:
             return
         item.sent = self.stale = True
         item.sent_at = time.monotonic()
-        if not item.unconfirmed:
-            self.record(change.model_id, self._entry(item, "applied"))
+        if not item.unconfirmed:  # else the intent stays: the next run looks again
+            await self._note(item, LedgerEvent.ACCEPTED)
         self._mark_loading(change.model_id)
         self.progress.event(
             self.plan.account,
@@ -274,6 +333,37 @@ class AccountRun:
             if time.monotonic() >= self.deadline:
                 return
             await self._poll()
+            await self._resend_lost()
+
+    async def _resend_lost(self) -> None:
+        """On enterprise, send again a load that never appeared within the load grace.
+
+        An enterprise server lists a model only once loaded and never lists a failed load, so
+        an unlisted model past the grace is a load that failed or never arrived (its answer
+        lost, or an interrupted run's intent): sending it again is a retry, not a duplicate.
+        Bounded by :data:`MAX_SEND_ATTEMPTS` and by the queue.
+        """
+        if self.plan.api != "enterprise":
+            return
+        now = time.monotonic()
+        for model_id, item in self.items.items():
+            overdue = (
+                item.outcome is None
+                and (item.sent or item.change.action is Action.WAIT)
+                and item.change.spec
+                and self.live.condition(model_id) is Condition.MISSING
+                and now - item.sent_at > self.options.load_grace
+                and item.attempts < MAX_SEND_ATTEMPTS
+            )
+            if overdue and self._in_flight() < self.client.queue_limit:
+                item.unconfirmed = False
+                item.resent = item.change.action is Action.WAIT
+                self.progress.event(
+                    self.plan.account,
+                    f"{model_id}: not listed {self.options.load_grace:g} s after its load; "
+                    "sending it again",
+                )
+                await self._send(item)
 
     def _waiting_on(self) -> list[_Item]:
         return [
@@ -301,9 +391,9 @@ class AccountRun:
     async def _refresh(self) -> None:
         self.live = await self.client.read_live(deadline=self.deadline)
         self.stale = False
-        self._confirm_landed()
+        await self._confirm_landed()
 
-    def _confirm_landed(self) -> None:
+    async def _confirm_landed(self) -> None:
         """A listing that proves an unconfirmed load landed confirms it (and records it)."""
         for model_id, item in self.items.items():
             if item.unconfirmed and _shows_new_load(
@@ -311,7 +401,7 @@ class AccountRun:
             ):
                 item.unconfirmed = False
                 item.message = ""
-                self.record(model_id, self._entry(item, "applied"))
+                await self._note(item, LedgerEvent.ACCEPTED)
 
     async def refresh_quietly(self) -> None:
         """List once more for the final re-plan; keep the last view if the listing fails."""
@@ -398,35 +488,75 @@ class AccountRun:
             for item in self.items.values()
         )
 
-    def ledger_updates(self, now: datetime | None = None) -> dict[str, LedgerEntry | None]:
-        """The ledger entries this run leaves behind (None removes an entry).
+    async def record_outcomes(self) -> None:
+        """Record what became of each item, once the run is over (see :meth:`final_event`)."""
+        for item in self.items.values():
+            event = self.final_event(item)
+            if event is not None:
+                await self._note(item, event)
 
-        An unconfirmed load leaves its entry as it was: the ledger must not claim a spec the
-        server may never have received.
+    def final_event(self, item: _Item) -> LedgerEvent | None:
+        """The ledger event an item's end leaves, or None when its entry stays as it is.
+
+        An unconfirmed load leaves its intent in place: the ledger must not claim a spec the
+        server may never have received, and the next run must know the load may be in flight.
         """
-        stamp = _stamp(now)
-        updates: dict[str, LedgerEntry | None] = {}
-        for model_id, item in self.items.items():
-            change = item.change
-            if change.action is Action.DELETE and item.outcome is Outcome.DONE:
-                updates[model_id] = None
-            elif (
-                change.action is Action.NOOP
-                and change.declared
-                and change.spec
-                and (model_id not in self.previous)
-            ):
-                updates[model_id] = _entry(change, stamp, "adopted", 0)
-            elif item.unconfirmed:
-                continue
-            elif change.spec and (item.sent or change.action is Action.WAIT):
-                updates[model_id] = _entry_after(change, item, self.previous.get(model_id), stamp)
-        return updates
+        change = item.change
+        entry = self.entries.get(change.model_id)
+        now = self.live.condition(change.model_id)
+        if not change.spec or item.unconfirmed or change.action is Action.DELETE:
+            return None
+        if change.action is Action.NOOP:
+            if not change.declared:
+                return None
+            if entry is None:
+                return LedgerEvent.ADOPTED
+            if _confirms(entry, change.spec_hash, now):
+                return LedgerEvent.READY  # the load an interrupted run sent has finished
+            return None
+        if not (item.sent or change.action is Action.WAIT):
+            return None
+        if item.outcome is Outcome.DONE:
+            return LedgerEvent.READY
+        if item.outcome is Outcome.FAILED:
+            return LedgerEvent.FAILED
+        if entry is not None and entry.pending is not None and not item.sent:
+            # an interrupted run's load, waited for: accepted once a listing shows it
+            return LedgerEvent.ACCEPTED if now is Condition.LOADING else None
+        if (
+            self.plan.api == "enterprise"
+            and item.sent
+            and now is Condition.MISSING
+            and time.monotonic() - item.sent_at > self.options.load_grace
+        ):
+            return LedgerEvent.FAILED  # never listed within the grace: counts as a failed load
+        return LedgerEvent.ACCEPTED
 
-    def _entry(self, item: _Item, outcome: str) -> LedgerEntry | None:
-        """The entry of a request just accepted (``applied``), before its outcome is known."""
-        before = self.previous.get(item.change.model_id)
-        return _entry_after(item.change, item, before, _stamp(None), pending=outcome)
+    async def _note(self, item: _Item, event: LedgerEvent) -> None:
+        """Fold ``event`` into the item's entry and record it (durably) at once."""
+        change = item.change
+        entry = next_entry(
+            self.entries.get(change.model_id),
+            event,
+            action=Action.LOAD.value if item.resent else change.action.value,
+            spec=change.spec,
+            spec_hash=change.spec_hash,
+            at=_stamp(None),
+        )
+        if entry is None:
+            self.entries.pop(change.model_id, None)
+        else:
+            self.entries[change.model_id] = entry
+        await self.record(change.model_id, entry)
+
+
+def _confirms(entry: LedgerEntry, spec_hash: str, now: Condition) -> bool:
+    """Whether a ready model settles an interrupted run's intent of ``spec_hash``."""
+    return (
+        entry.pending is not None
+        and entry.pending.spec_hash == spec_hash
+        and (now is Condition.READY)
+    )
 
 
 def _shows_new_load(before: Condition, now: Condition) -> bool:
@@ -438,41 +568,14 @@ def _shows_new_load(before: Condition, now: Condition) -> bool:
     return False  # over a running load, a new load looks like the old one
 
 
+def _age(stamp: str, now: datetime) -> float:
+    """Seconds since an ISO 8601 UTC stamp of the ledger (0 when it cannot be read)."""
+    try:
+        then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return 0.0
+    return max(0.0, (now - then).total_seconds())
+
+
 def _stamp(now: datetime | None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _entry_after(
-    change: ModelChange,
-    item: _Item,
-    before: LedgerEntry | None,
-    stamp: str,
-    *,
-    pending: str = "",
-) -> LedgerEntry | None:
-    """The entry for ``item``: its outcome's, or ``pending`` while the outcome is not known."""
-    if change.action is Action.RELOAD and before is not None:
-        # A reload brings back the spec that was loaded, which may not be the declared one.
-        outcome = "ready" if item.outcome is Outcome.DONE and not pending else "applied"
-        return before.model_copy(update={"applied_at": stamp, "outcome": outcome})
-    if pending:
-        failures = before.failures if before and before.spec_hash == change.spec_hash else 0
-        return _entry(change, stamp, pending, failures)
-    if item.outcome is Outcome.DONE:
-        return _entry(change, stamp, "ready", 0)
-    if item.outcome is Outcome.FAILED:
-        same = before is not None and before.spec_hash == change.spec_hash
-        return _entry(change, stamp, "failed", (before.failures if same and before else 0) + 1)
-    return _entry(change, stamp, "applied", 0)
-
-
-def _entry(change: ModelChange, stamp: str, outcome: str, failures: int) -> LedgerEntry:
-    return LedgerEntry.model_validate(
-        {
-            "spec_hash": change.spec_hash,
-            "spec": change.spec,
-            "applied_at": stamp,
-            "outcome": outcome,
-            "failures": failures,
-        }
-    )

@@ -4,7 +4,8 @@ Each command builds its collaborators, calls one function of the engine, renders
 and returns an exit code. :func:`main` is the one error boundary (design.md §4): expected
 errors (:class:`ReconcilerError`, bad usage) print one or two lines and exit 1, Ctrl-C exits
 130, anything else is a bug and exits 3 with a hint to report it; no traceback unless
-``--debug``.
+``--debug``. Messages quote the API, paths and manifest values, so what the CLI echoes itself
+passes through :func:`~reconciler.render.safe_text.safe_text`, and so do log lines.
 """
 
 from __future__ import annotations
@@ -16,39 +17,105 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import click
 
 from reconciler import __version__, startup
 from reconciler import schema as schema_files
 from reconciler.api.client import ClientSettings, concurrency_for
+from reconciler.api.secret import install_log_redaction, redact
 from reconciler.apply import ApplyOptions
 from reconciler.asyncrun import run_sync
 from reconciler.core.events import ProgressSink
-from reconciler.core.plan import DEFAULT_MAX_DELETES, Plan
+from reconciler.core.intent import Shard, in_shard, parse_shard
+from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Action, Plan
 from reconciler.core.report import ApplyReport
-from reconciler.engine import AccountFailure, RunConfig, execute_apply, run_plan, run_status
-from reconciler.errors import ConfigError, ManifestError, ReconcilerError
-from reconciler.ledger.store import JsonFileLedger, default_ledger_path
+from reconciler.engine import (
+    AccountFailure,
+    PlanRun,
+    RunConfig,
+    execute_apply,
+    refused_report,
+    run_plan,
+    run_status,
+)
+from reconciler.errors import (
+    ApplyDeclined,
+    ConfigError,
+    ManifestError,
+    PlanBlocked,
+    ReconcilerError,
+)
+from reconciler.github.flow import CommentMode
+from reconciler.github.step import GithubStep, github_mode
+from reconciler.ledger.store import LedgerStore, open_ledger
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import LoadedAccount
+from reconciler.manifest.policy import DEFAULT_KEY_ENV_PATTERN, TrustPolicy, operator_policy
 from reconciler.planfile import read_plan_file, write_plan_file
 from reconciler.render.diagnostics import write_problems_text, write_validation_json
 from reconciler.render.markdown import render_plan_markdown
 from reconciler.render.plan_json import write_plan_json
 from reconciler.render.plan_text import write_plan_text
 from reconciler.render.report import write_report_json, write_report_text
+from reconciler.render.safe_text import SafeLogFormatter, safe_text
 from reconciler.render.status import status_rows, write_status_json, write_status_text
+from reconciler.scaffold import DEFAULT_DIRECTORY, key_env_for, starter_files, write_starter
+from reconciler.templates import DEFAULT_ACTION, write_workflows
 
 EXIT_OK, EXIT_FAILED, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 
 
+def _parse_shard(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Shard | None:
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+shard_option = click.option(
+    "--shard",
+    callback=_parse_shard,
+    metavar="I/N",
+    help="Only the accounts of shard I of N (a stable hash of the account name).",
+)
+
+
+def output_option(choices: list[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-o``; without it, ``github`` inside GitHub Actions (GITHUB_ACTIONS=true), else text."""
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(choices),
+        default=None,
+        help="Output format [default: github in GitHub Actions, else text].",
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconciler")
 @click.option("--api-base", envvar="RECONCILER_API_BASE", help="API base URL ending in /api/.")
+@click.option(
+    "--allow-api-base",
+    "allowed_api_bases",
+    multiple=True,
+    envvar="RECONCILER_ALLOWED_API_BASES",
+    metavar="URL",
+    help="Another base a manifest's api_base may name (repeatable; the variable takes several, "
+    "separated by spaces or commas). The official bases and loopback are always allowed.",
+)
+@click.option(
+    "--key-env-pattern",
+    envvar="RECONCILER_KEY_ENV_PATTERN",
+    metavar="REGEX",
+    help="Variable names a manifest's key_env may take (whole name) "
+    f"[default: {DEFAULT_KEY_ENV_PATTERN}].",
+)
 @click.option(
     "--spam-window",
     type=click.FloatRange(min=0),
@@ -65,6 +132,13 @@ paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=str
     help="Seconds one HTTP request may take.",
 )
 @click.option(
+    "--unreachable-timeout",
+    type=click.FloatRange(min=0.1),
+    default=15.0,
+    show_default=True,
+    help="Seconds a call keeps retrying an API it cannot reach before it gives up.",
+)
+@click.option(
     "--max-concurrency",
     type=click.IntRange(min=1),
     envvar="RECONCILER_MAX_CONCURRENCY",
@@ -76,8 +150,11 @@ paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=str
 def cli(
     ctx: click.Context,
     api_base: str | None,
+    allowed_api_bases: tuple[str, ...],
+    key_env_pattern: str | None,
     spam_window: float,
     request_timeout: float,
+    unreachable_timeout: float,
     max_concurrency: int | None,
     debug: bool,
 ) -> None:
@@ -85,8 +162,11 @@ def cli(
     configure_logging(debug)
     ctx.obj = {
         "api_base": api_base,
+        "allowed_api_bases": allowed_api_bases,
+        "key_env_pattern": key_env_pattern,
         "spam_window": spam_window,
         "request_timeout": request_timeout,
+        "unreachable_timeout": unreachable_timeout,
         "max_concurrency": max_concurrency,
         "debug": debug,
     }
@@ -97,25 +177,50 @@ def cli(
 @click.option(
     "--account", "account_names", multiple=True, help="Only list this account (repeatable)."
 )
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
-def validate(paths: tuple[str, ...], account_names: tuple[str, ...], output: str) -> int:
-    """Check manifests (schema and cross-file rules) without touching the network.
+@output_option(["text", "json", "github"])
+@click.pass_obj
+def validate(
+    obj: dict[str, Any], paths: tuple[str, ...], account_names: tuple[str, ...], output: str | None
+) -> int:
+    """Check manifests (schema, cross-file rules, the operator's trust policy) offline.
 
     Every manifest is checked, whatever ``--account`` says: names must be unique across all.
     """
+    output = github_mode(output, os.environ)
+    step = (
+        GithubStep.start(sys.stdout, os.environ, paths or DEFAULT_PATHS)
+        if output == "github"
+        else None
+    )
+    return validate_into(step, paths, account_names, output, build_policy(obj))
+
+
+def validate_into(
+    step: GithubStep | None,
+    paths: Sequence[str],
+    account_names: Sequence[str],
+    output: str,
+    policy: TrustPolicy,
+) -> int:
+    """``validate``'s work, shared with a fork pull request's degraded ``plan``."""
     try:
-        accounts = build_accounts(paths or ("manifests",), account_names)
+        accounts = build_accounts(paths or DEFAULT_PATHS, account_names, policy)
     except ManifestError as exc:
         if output == "json":
             write_validation_json(exc.problems, [], sys.stdout)
         else:
             write_problems_text(exc.problems, sys.stderr)
+        if step is not None:
+            step.invalid(exc.problems)
         return EXIT_FAILED
+    if step is not None:
+        step.valid(accounts)
     if output == "json":
         write_validation_json([], [a.name for a in accounts], sys.stdout)
     else:
         noun = "account" if len(accounts) == 1 else "accounts"
-        click.echo(f"{len(accounts)} {noun} valid: {', '.join(a.name for a in accounts)}")
+        names = safe_text(", ".join(a.name for a in accounts))
+        click.echo(f"{len(accounts)} {noun} valid: {names}")
     return EXIT_OK
 
 
@@ -177,15 +282,18 @@ def emulator(
 
 DEFAULT_PATHS = DEFAULT_MANIFEST_PATHS
 
+
 account_option = click.option(
     "--account", "account_names", multiple=True, help="Only this account (repeatable)."
 )
 ledger_option = click.option(
     "--ledger",
     "ledger_path",
-    type=click.Path(path_type=Path, dir_okay=False),
     envvar="RECONCILER_LEDGER",
-    help="Ledger file [default: .reconciler-ledger.json beside the manifests].",
+    metavar="FOLDER|git:BRANCH",
+    help="Where the ledger lives: a folder, or git:BRANCH for a branch of the manifests' "
+    "repository (git: alone means git:reconciler-ledger) "
+    "[default: .reconciler-ledger/ beside the manifests folder].",
 )
 max_deletes_option = click.option(
     "--max-deletes",
@@ -194,6 +302,14 @@ max_deletes_option = click.option(
     show_default=True,
     help="Refuse a run that deletes more models than this (plan shows it blocked).",
 )
+load_grace_option = click.option(
+    "--load-grace",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_LOAD_GRACE,
+    show_default=True,
+    help="Seconds an enterprise load may go unlisted before it is taken for lost and sent "
+    "again (enterprise servers list a model only once loaded).",
+)
 no_ledger_option = click.option(
     "--no-ledger", is_flag=True, help="Run without a ledger: no replace, no prune: managed."
 )
@@ -201,45 +317,65 @@ no_ledger_option = click.option(
 
 def configure_logging(debug: bool) -> None:
     """Log lines on stderr: everything with ``--debug``; otherwise warnings, but not the
-    routine retries of the API client, which progress already shows as waiting."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    routine retries of the API client, which progress already shows as waiting.
+
+    Every record is redacted as it is made (URL credentials, the run's keys), whichever
+    library logged it: httpx logs each request's URL, user-info included. Log messages quote
+    the API's answers, so the formatter also neutralises them (:class:`SafeLogFormatter`).
+    """
+    install_log_redaction()
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # As before: a no-op when the root logger already has handlers (a host program, pytest).
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     logging.getLogger("stamina").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
-def build_accounts(paths: Sequence[str], names: Sequence[str]) -> tuple[LoadedAccount, ...]:
-    """The accounts of the manifests under ``paths``, narrowed to ``--account`` names."""
-    accounts = load_manifests(paths)
+def build_policy(obj: dict[str, Any]) -> TrustPolicy:
+    """The operator's trust policy from the global options (checked: a bad one is an error)."""
+    return operator_policy(obj["api_base"], obj["allowed_api_bases"], obj["key_env_pattern"])
+
+
+def build_accounts(
+    paths: Sequence[str], names: Sequence[str], policy: TrustPolicy, shard: Shard | None = None
+) -> tuple[LoadedAccount, ...]:
+    """The accounts of the manifests under ``paths`` (checked against the operator's
+    ``policy``), narrowed to ``--account`` names and to ``--shard``."""
+    accounts = load_manifests(paths, policy)
     unknown = sorted(set(names) - {a.name for a in accounts})
     if unknown:
         declared = ", ".join(a.name for a in accounts)
         raise ConfigError(f"unknown account {', '.join(unknown)}; declared: {declared}")
-    return tuple(a for a in accounts if not names or a.name in names)
+    kept = set(in_shard((a.name for a in accounts), shard))
+    return tuple(a for a in accounts if (not names or a.name in names) and a.name in kept)
 
 
 def build_run(
     obj: dict[str, Any],
     paths: Sequence[str],
     names: Sequence[str],
-    ledger_path: Path | None,
+    ledger_path: str | None,
     no_ledger: bool,
-) -> tuple[RunConfig, JsonFileLedger | None]:
+    claim_seconds: float = 3600.0,
+    *,
+    shard: Shard | None = None,
+) -> tuple[RunConfig, LedgerStore | None]:
     """What a networked command needs: accounts, environment, client settings, ledger store.
 
-    The ledger is None with ``--no-ledger``; else ``--ledger`` or the file beside the manifests.
+    The ledger is None with ``--no-ledger``; else ``--ledger`` or the folder beside the
+    manifests folder.
     """
     paths = paths or DEFAULT_PATHS
-    accounts = build_accounts(paths, names)
+    accounts = build_accounts(paths, names, build_policy(obj), shard)
     settings = ClientSettings(
         request_timeout=obj["request_timeout"],
         spam_window=obj["spam_window"],
+        unreachable_deadline=obj["unreachable_timeout"],
         max_concurrency=obj.get("max_concurrency")
         or concurrency_for(a.spec.queue_limit for a in accounts),
     )
     config = RunConfig(accounts, os.environ, obj["api_base"], settings)
-    store = None if no_ledger else JsonFileLedger(ledger_path or default_ledger_path(paths))
+    store = None if no_ledger else open_ledger(ledger_path, paths, claim_seconds)
     return config, store
 
 
@@ -255,7 +391,58 @@ def split_plan_file(paths: Sequence[str]) -> tuple[Path | None, tuple[str, ...]]
 def echo_failures(failures: Sequence[AccountFailure]) -> None:
     """One line per account that could not be read, on stderr."""
     for failure in failures:
-        click.echo(f"error: {failure.account}: {failure.message} ({failure.reason})", err=True)
+        message = safe_text(f"{failure.account}: {failure.message}")
+        click.echo(f"error: {message} ({failure.reason})", err=True)
+
+
+def echo_error(exc: ReconcilerError) -> None:
+    """``error: …`` on stderr: one line per manifest problem, else the message on one line."""
+    problems = exc.problems if isinstance(exc, ManifestError) else ()
+    for line in [str(p) for p in problems] or [str(exc)]:
+        click.echo(f"error: {safe_text(redact(line))}", err=True)
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer a question (CI, cron and pipes cannot)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stdin
+        return False
+
+
+def build_on_plan(output: str, *, ask: bool) -> Callable[[PlanRun], None] | None:
+    """What ``apply`` does with its plan before it sends anything: print it (text output, or
+    on stderr to a person asked to approve it), and ask (:func:`confirm_plan`)."""
+    if output != "text" and not ask:
+        return None
+    stream = sys.stdout if output == "text" else sys.stderr
+
+    def on_plan(run: PlanRun) -> None:
+        write_plan_text(run.plan, stream)
+        if ask:
+            confirm_plan(run.plan, stream, sys.stdin)
+
+    return on_plan
+
+
+#: Actions that send a request; a plan with none of them is not worth a question.
+SENDING_ACTIONS = frozenset({Action.LOAD, Action.RELOAD, Action.REPLACE, Action.DELETE})
+
+
+def confirm_plan(plan: Plan, stream: TextIO, answers: TextIO) -> None:
+    """Ask, as Terraform does, whether to apply; anything but ``yes`` stops the run.
+
+    Nothing is asked when no request would be sent or a guard blocks the plan (apply refuses
+    it anyway). Raises ApplyDeclined (exit 1) before anything is sent.
+    """
+    accounts = [a for a in plan.accounts if any(c.action in SENDING_ACTIONS for c in a.changes)]
+    if not accounts or plan.is_blocked():
+        return
+    noun = "account" if len(accounts) == 1 else "accounts"
+    stream.write(f"\nApply these changes to {len(accounts)} {noun}? Only 'yes' is accepted: ")
+    stream.flush()
+    if answers.readline().strip() != "yes":
+        raise ApplyDeclined("apply cancelled: the answer was not 'yes'; nothing was sent")
 
 
 def write_plan_markdown(plan: Plan, stream: TextIO) -> None:
@@ -280,7 +467,7 @@ REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
 @cli.command()
 @paths_argument
 @account_option
-@click.option("-o", "--output", type=click.Choice(sorted(PLAN_WRITERS)), default="text")
+@output_option([*sorted(PLAN_WRITERS), "github"])
 @click.option(
     "--out",
     "out_file",
@@ -288,31 +475,64 @@ REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
     help="Save the plan for `apply PLANFILE`.",
 )
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@click.option(
+    "--comment",
+    type=click.Choice(["true", "changes-only", "false"]),
+    default="true",
+    show_default=True,
+    help="-o github on a pull request: the sticky plan comment, always, only with changes, or not.",
+)
 @max_deletes_option
+@load_grace_option
 @ledger_option
 @no_ledger_option
+@shard_option
 @click.pass_obj
 def plan(
     obj: dict[str, Any],
     paths: tuple[str, ...],
     account_names: tuple[str, ...],
-    output: str,
+    output: str | None,
     out_file: Path | None,
     detailed_exitcode: bool,
+    comment: CommentMode,
     max_deletes: int,
-    ledger_path: Path | None,
+    load_grace: float,
+    ledger_path: str | None,
     no_ledger: bool,
+    shard: Shard | None,
 ) -> int:
     """Read live state and show what apply would do."""
-    config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
+    output = github_mode(output, os.environ)
+    step = (
+        GithubStep.start(sys.stdout, os.environ, paths or DEFAULT_PATHS)
+        if output == "github"
+        else None
+    )
+    if step is not None and step.context.is_fork_pull:
+        step.fork_notice()  # no secrets on a fork's pull request: validate only, never fail
+        return validate_into(step, paths, account_names, "text", build_policy(obj))
+    try:
+        config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
+    except ManifestError as exc:
+        if step is None:
+            raise
+        write_problems_text(exc.problems, sys.stderr)
+        step.invalid(exc.problems)
+        return EXIT_FAILED
     ledger = store.read() if store else None
-    run = run_sync(functools.partial(run_plan, config, ledger, max_deletes))
-    PLAN_WRITERS[output](run.plan, sys.stdout)
+    run = run_sync(functools.partial(run_plan, config, ledger, max_deletes, load_grace))
+    PLAN_WRITERS["text" if step else output or "text"](run.plan, sys.stdout)
     echo_failures(run.failures)
     if out_file is not None and not run.failures:  # an incomplete plan is never saved
         write_plan_file(run.plan, out_file)
     elif out_file is not None:
         click.echo(f"error: {out_file} not written: the plan is incomplete", err=True)
+    blocked = PlanBlocked.failure_reason if run.plan.is_blocked() else ""
+    if step is not None:
+        reason = run.failures[0].reason if run.failures else blocked
+        if step.planned(run.plan, reason, not run.failures, out_file, comment):
+            return EXIT_FAILED
     if run.failures or run.plan.is_blocked():
         return EXIT_FAILED
     return EXIT_CHANGES if detailed_exitcode and run.plan.has_changes() else EXIT_OK
@@ -321,7 +541,7 @@ def plan(
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str), metavar="[PLANFILE] [PATHS]...")
 @account_option
-@click.option("-o", "--output", type=click.Choice(sorted(REPORT_WRITERS)), default="text")
+@output_option([*sorted(REPORT_WRITERS), "github"])
 @click.option("--no-wait", is_flag=True, help="Send the requests; do not wait for readiness.")
 @click.option(
     "--timeout",
@@ -337,38 +557,129 @@ def plan(
     show_default=True,
     help="Seconds between two listings of an account (the spam window).",
 )
+@click.option(
+    "--auto-approve",
+    is_flag=True,
+    help="Do not ask for confirmation on a terminal (without one, apply never asks); with "
+    "-o github on a push, apply even without a reviewed plan, or one that changed.",
+)
+@click.option(
+    "--drift-issue",
+    is_flag=True,
+    help="-o github: keep one 'Model drift (<account>)' issue per account that fails.",
+)
 @max_deletes_option
+@load_grace_option
 @ledger_option
 @no_ledger_option
+@shard_option
 @click.pass_obj
 def apply(
     obj: dict[str, Any],
     paths: tuple[str, ...],
     account_names: tuple[str, ...],
-    output: str,
+    output: str | None,
     no_wait: bool,
     timeout: float,
     poll_interval: float,
+    auto_approve: bool,
+    drift_issue: bool,
     max_deletes: int,
-    ledger_path: Path | None,
+    load_grace: float,
+    ledger_path: str | None,
     no_ledger: bool,
+    shard: Shard | None,
 ) -> int:
-    """Converge the accounts on the manifests (or on a saved plan), wait, and report."""
+    """Converge the accounts on the manifests (or on a saved plan), wait, and report.
+
+    On a terminal, the plan is shown and applied only when the answer is ``yes``, unless
+    ``--auto-approve``; a saved plan was reviewed already and is not asked about again.
+    """
     plan_file, manifest_paths = split_plan_file(paths)
-    config, store = build_run(obj, manifest_paths, account_names, ledger_path, no_ledger)
+    output = github_mode(output, os.environ)
+    # A claim on a shared ledger outlives the run's deadline a little, never much more.
+    claim_seconds = timeout + 600.0
+    if output == "github":
+        return apply_github(
+            obj,
+            plan_file,
+            manifest_paths,
+            account_names,
+            ApplyOptions(
+                wait=not no_wait,
+                timeout=timeout,
+                poll_interval=poll_interval,
+                load_grace=load_grace,
+            ),
+            (auto_approve, drift_issue, max_deletes),
+            (ledger_path, no_ledger, claim_seconds, shard),
+        )
+    config, store = build_run(
+        obj, manifest_paths, account_names, ledger_path, no_ledger, claim_seconds, shard=shard
+    )
     saved = read_plan_file(plan_file) if plan_file is not None else None
-    options = ApplyOptions(wait=not no_wait, timeout=timeout, poll_interval=poll_interval)
-    show_plan = (lambda run: write_plan_text(run.plan, sys.stdout)) if output == "text" else None
+    options = ApplyOptions(
+        wait=not no_wait, timeout=timeout, poll_interval=poll_interval, load_grace=load_grace
+    )
+    ask = not auto_approve and saved is None and stdin_is_terminal()
     report = execute_apply(
         config,
         store,
         options,
         saved=saved,
         max_deletes=max_deletes,
-        on_plan=show_plan,
+        on_plan=build_on_plan(output, ask=ask),
         progress=_progress(sys.stderr),
     )
     REPORT_WRITERS[output](report, sys.stdout)
+    return EXIT_OK if report.ok() else EXIT_FAILED
+
+
+def apply_github(
+    obj: dict[str, Any],
+    plan_file: Path | None,
+    paths: Sequence[str],
+    account_names: Sequence[str],
+    options: ApplyOptions,
+    flags: tuple[bool, bool, int],
+    ledger: tuple[str | None, bool, float, Shard | None],
+) -> int:
+    """``apply -o github``: masks, the review gate on a push, the text plan and report on
+    stdout, then annotations, summary, outputs and drift issues."""
+    auto_approve, drift_issue, max_deletes = flags
+    ledger_path, no_ledger, claim_seconds, shard = ledger
+    step = GithubStep.start(sys.stdout, os.environ, paths)
+    try:
+        config, store = build_run(
+            obj, paths, account_names, ledger_path, no_ledger, claim_seconds, shard=shard
+        )
+    except ManifestError as exc:
+        write_problems_text(exc.problems, sys.stderr)
+        step.invalid(exc.problems)
+        return EXIT_FAILED
+    seen: list[Plan] = []
+    try:
+        review = step.review(auto_approve)
+    except ReconcilerError as exc:
+        report = refused_report(exc)
+    else:
+
+        def on_plan(run: PlanRun) -> None:
+            seen.append(run.plan)
+            write_plan_text(run.plan, sys.stdout)
+            step.check_reviewed(run.plan, review, auto_approve)
+
+        report = execute_apply(
+            config,
+            store,
+            options,
+            saved=read_plan_file(plan_file) if plan_file is not None else None,
+            max_deletes=max_deletes,
+            on_plan=on_plan,
+            progress=_progress(sys.stderr),
+        )
+    write_report_text(report, sys.stdout)
+    step.applied(report, seen[0] if seen else None, config.accounts, None, drift_issue)
     return EXIT_OK if report.ok() else EXIT_FAILED
 
 
@@ -378,22 +689,76 @@ def apply(
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
 @ledger_option
 @no_ledger_option
+@shard_option
 @click.pass_obj
 def status(
     obj: dict[str, Any],
     paths: tuple[str, ...],
     account_names: tuple[str, ...],
     output: str,
-    ledger_path: Path | None,
+    ledger_path: str | None,
     no_ledger: bool,
+    shard: Shard | None,
 ) -> int:
     """Show every declared and unmanaged model with its live condition."""
-    config, store = build_run(obj, paths, account_names, ledger_path, no_ledger)
+    config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
     live, failures = run_sync(functools.partial(run_status, config))
     rows = status_rows(config.accounts, live, store.read() if store else None)
     (write_status_json if output == "json" else write_status_text)(rows, sys.stdout)
     echo_failures(failures)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--account", required=True, help="Name of the account the manifest declares.")
+@click.option(
+    "--api",
+    type=click.Choice(["community", "enterprise"]),
+    required=True,
+    help="community (v3/v4 endpoints) or enterprise (a dedicated server, v1/enterprise).",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+@click.option(
+    "--github",
+    is_flag=True,
+    help="Also write the plan, apply and reconcile workflows into .github/workflows/ of the "
+    "folder above DIRECTORY (the repository's root).",
+)
+@click.option(
+    "--action",
+    default=DEFAULT_ACTION,
+    show_default=True,
+    help="With --github: the action the workflows use, OWNER/REPO@COMMIT_SHA.",
+)
+def init(
+    directory: Path | None,
+    account: str,
+    api: Literal["community", "enterprise"],
+    force: bool,
+    github: bool,
+    action: str,
+) -> int:
+    """Write a starter manifest DIRECTORY/ACCOUNT.yaml (default: manifests/) and its schema."""
+    folder = directory or DEFAULT_DIRECTORY
+    for path, what in write_starter(starter_files(folder, account, api), force=force):
+        note = (
+            " (another version's: `reconciler schema --write` updates it)" if what == "kept" else ""
+        )
+        click.echo(f"{path}: {what}{note}")
+    if github:
+        root = folder.resolve().parent
+        for path in write_workflows(root, action, force=force, key_env=key_env_for(account)):
+            click.echo(f"{path}: written")
+        click.echo(
+            f"Add the repository secret {key_env_for(account)} with the account's API key, and "
+            "pin --action to a commit SHA if you have not."
+        )
+    click.echo(
+        f"Next: put the account's API key in {key_env_for(account)}, then\n"
+        f"  reconciler validate {folder}\n  reconciler plan {folder}"
+    )
+    return EXIT_OK
 
 
 @cli.command()
@@ -439,13 +804,14 @@ def run(args: list[str]) -> int:
         exc.show()
         return EXIT_FAILED
     except ReconcilerError as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo_error(exc)
         return EXIT_FAILED
     except Exception as exc:  # the boundary for bugs: anything unexpected
         if debug:
-            traceback.print_exc()
+            for line in redact(traceback.format_exc()).splitlines():
+                click.echo(safe_text(line), err=True)
         click.echo(
-            f"internal error: {type(exc).__name__}: {exc}\n"
+            f"internal error: {type(exc).__name__}: {safe_text(redact(str(exc)))}\n"
             "This is a bug in reconciler; please report it with the output of --debug.",
             err=True,
         )

@@ -25,7 +25,7 @@ from reconciler.emulator.config import AccountConfig, EmulatorConfig
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
 from reconciler.engine import PlanRun, RunConfig, execute_apply
-from reconciler.ledger.store import JsonFileLedger
+from reconciler.ledger.folder import FolderLedger
 from reconciler.manifest.loader import load_manifests
 from reconciler.manifest.models import LoadedAccount
 from reconciler.render.plan_text import write_plan_text
@@ -64,7 +64,7 @@ def run_demo(stream: TextIO, paths: Sequence[str], *, time_scale: float = DEMO_T
         _say(stream, "accounts: " + ", ".join(f"{a.name} ({a.api})" for a in accounts))
         _seed(emulator.app.state.emulator, accounts, stream)
         config = RunConfig(accounts, keys, emulator.base_url, settings)
-        ledger = JsonFileLedger(Path(folder) / "ledger.json")
+        ledger = FolderLedger(Path(folder) / "ledger")
         first = _apply(stream, "1. plan and apply the manifests", config, ledger, options)
         _advance(emulator.control_url, EIGHT_DAYS)
         _say(
@@ -113,7 +113,7 @@ def _seed(state: EmulatorState, accounts: Sequence[LoadedAccount], stream: TextI
 
 
 def _apply(
-    stream: TextIO, title: str, config: RunConfig, ledger: JsonFileLedger, options: ApplyOptions
+    stream: TextIO, title: str, config: RunConfig, ledger: FolderLedger, options: ApplyOptions
 ) -> ApplyReport:
     _say(stream, f"\n== {title} ==")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import anyio
 import httpx
@@ -21,10 +22,18 @@ import httpx
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings, resolve_api_base
 from reconciler.api.secret import key_from_env
 from reconciler.apply import AccountRun, ApplyOptions, Recorder
-from reconciler.asyncrun import run_sync
 from reconciler.core.events import NullProgress, ProgressSink
 from reconciler.core.live import LiveState
-from reconciler.core.plan import DEFAULT_MAX_DELETES, AccountPlan, Plan, make_plan, plan_account
+from reconciler.core.plan import (
+    DEFAULT_LOAD_GRACE,
+    DEFAULT_MAX_DELETES,
+    AccountPlan,
+    Action,
+    Plan,
+    Timing,
+    make_plan,
+    plan_account,
+)
 from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.core.report import AccountReport, ApplyReport, Outcome
 from reconciler.errors import (
@@ -33,10 +42,11 @@ from reconciler.errors import (
     FailureReason,
     LedgerLocked,
     PlanBlocked,
+    RateLimited,
     ReconcilerError,
     StalePlanError,
 )
-from reconciler.ledger.store import LedgerStore
+from reconciler.ledger.store import LedgerSession, LedgerStore
 from reconciler.manifest.models import LoadedAccount
 
 
@@ -93,15 +103,19 @@ def build_workspace(
 
 
 async def read_live_states(
-    clients: Mapping[str, AccountClient],
+    clients: Mapping[str, AccountClient], deadline: float | None = None
 ) -> tuple[dict[str, LiveState], list[AccountFailure]]:
-    """One listing pass per account, all accounts at once; failures are collected."""
+    """One listing pass per account, all accounts at once; failures are collected.
+
+    ``deadline`` (a ``time.monotonic()`` instant, such as the end of ``apply --timeout``)
+    bounds the listings and their retries; see :meth:`AccountClient.read_live`.
+    """
     live: dict[str, LiveState] = {}
     failures: list[AccountFailure] = []
 
     async def read(name: str, client: AccountClient) -> None:
         try:
-            live[name] = await client.read_live()
+            live[name] = await client.read_live(deadline=deadline)
         except ReconcilerError as exc:
             failures.append(AccountFailure(name, exc.failure_reason, str(exc)))
 
@@ -111,22 +125,36 @@ async def read_live_states(
     return live, sorted(failures, key=lambda f: f.account)
 
 
+def now_timing(load_grace: float = DEFAULT_LOAD_GRACE) -> Timing:
+    """The planner's view of time for a plan made now."""
+    return Timing(now=datetime.now(UTC), load_grace=load_grace)
+
+
 async def plan_workspace(
-    workspace: Workspace, ledger: LedgerState | None, max_deletes: int = DEFAULT_MAX_DELETES
+    workspace: Workspace,
+    ledger: LedgerState | None,
+    max_deletes: int = DEFAULT_MAX_DELETES,
+    load_grace: float = DEFAULT_LOAD_GRACE,
+    deadline: float | None = None,
 ) -> PlanRun:
     """Read every account's live state and plan against the manifests and the ledger."""
-    live, failures = await read_live_states(workspace.clients)
+    live, failures = await read_live_states(workspace.clients, deadline)
     all_failures = (*workspace.failures, *failures)
-    plan = make_plan(workspace.accounts, live, ledger, max_deletes=max_deletes)
+    plan = make_plan(
+        workspace.accounts, live, ledger, max_deletes=max_deletes, timing=now_timing(load_grace)
+    )
     unread = tuple(sorted(f.account for f in all_failures))
     return PlanRun(plan.model_copy(update={"unread": unread}), live, all_failures)
 
 
-async def check_fresh(saved: Plan, workspace: Workspace) -> dict[str, LiveState]:
+async def check_fresh(
+    saved: Plan, workspace: Workspace, deadline: float | None = None
+) -> dict[str, LiveState]:
     """Re-read the live state of a saved plan's accounts; refuse it if any has moved.
 
     Raises ConfigError when an account of the plan is not declared or has no key,
-    ApiUnreachable when one cannot be read, and StalePlanError (``plan-changed``) when the
+    ApiUnreachable (RateLimited if only the rate limits stood in the way) when one cannot be
+    read, and StalePlanError (``plan-changed``) when the
     live state of one has changed since the plan was made.
     """
     planned = {a.account for a in saved.accounts}
@@ -138,9 +166,12 @@ async def check_fresh(saved: Plan, workspace: Workspace) -> dict[str, LiveState]
     keyless = [f.message for f in workspace.failures if f.account in planned]
     if keyless:
         raise ConfigError("; ".join(keyless))
-    live, failures = await read_live_states({name: workspace.clients[name] for name in planned})
+    live, failures = await read_live_states(
+        {name: workspace.clients[name] for name in planned}, deadline
+    )
     if failures:
-        raise ApiUnreachable(
+        limited = all(f.reason == "rate-limited" for f in failures)
+        raise (RateLimited if limited else ApiUnreachable)(
             "cannot check the saved plan against the live state: "
             + "; ".join(f"{f.account}: {f.message}" for f in failures)
         )
@@ -155,62 +186,62 @@ async def check_fresh(saved: Plan, workspace: Workspace) -> dict[str, LiveState]
 async def apply_workspace(
     run: PlanRun,
     workspace: Workspace,
-    ledger: LedgerState | None,
+    session: LedgerSession | None,
     options: ApplyOptions,
     progress: ProgressSink | None = None,
-    save: Callable[[LedgerState], None] | None = None,
-) -> tuple[ApplyReport, LedgerState | None]:
-    """Apply a plan whose live state is current; return the report and the new ledger.
+    deadline: float | None = None,
+) -> ApplyReport:
+    """Apply a plan whose live state is current, recording in ``session`` as it goes.
 
-    Refuses a blocked plan (``--max-deletes``, never-empty) before any request is sent.
-    ``save`` is called with the ledger each time a request is accepted, so an interrupted run
-    still leaves a ledger that knows what was sent.
+    Refuses a blocked plan (``--max-deletes``, never-empty) before any request is sent, then
+    claims the accounts it will write (the git store: LedgerLocked if another run holds one).
+    Each request's intent is on disk before it is sent, each answer as soon as it comes, and
+    each account's records are checkpointed when its part ends. ``deadline`` is the run's end
+    (by default ``options.timeout`` from now).
     """
     refuse_blocked(run.plan)
     sink = progress or NullProgress()
-    deadline = time.monotonic() + options.timeout
+    ledger = session.state if session is not None else None
+    if session is not None:
+        await session.claim(_accounts_to_write(run.plan, ledger))
+    if deadline is None:
+        deadline = time.monotonic() + options.timeout
     reports: dict[str, AccountReport] = {}
-    new_ledger = ledger
 
     def recorder(account: str) -> Recorder:
-        def record(model_id: str, entry: LedgerEntry | None) -> None:
-            nonlocal new_ledger
-            if new_ledger is not None:
-                new_ledger = new_ledger.with_entry(account, model_id, entry)
-                if save is not None:
-                    save(new_ledger)
+        async def record(model_id: str, entry: LedgerEntry | None) -> None:
+            if session is not None:
+                await session.record(account, model_id, entry)
 
         return record
 
     async def apply_one(account_plan: AccountPlan) -> None:
-        nonlocal new_ledger
         started = time.monotonic()
+        name = account_plan.account
         account_run = AccountRun(
             account_plan,
-            workspace.clients[account_plan.account],
-            run.live[account_plan.account],
+            workspace.clients[name],
+            run.live[name],
             options,
             sink,
             deadline,
-            previous=ledger.entries(account_plan.account) if ledger is not None else {},
-            record=recorder(account_plan.account),
+            previous=ledger.entries(name) if ledger is not None else {},
+            record=recorder(name),
         )
         await account_run.run()
         if options.wait and account_run.stale and time.monotonic() < deadline:
             await account_run.refresh_quietly()
-        if new_ledger is not None:
-            for model_id, entry in account_run.ledger_updates().items():
-                new_ledger = new_ledger.with_entry(account_plan.account, model_id, entry)
-        replanned = plan_account(
-            workspace.account(account_plan.account), account_run.live, new_ledger
-        )
-        reports[account_plan.account] = _account_report(
+        await account_run.record_outcomes()
+        after = session.current_state([name]) if session is not None else None
+        timing = now_timing(options.load_grace)
+        replanned = plan_account(workspace.account(name), account_run.live, after, timing)
+        reports[name] = _account_report(
             account_plan, account_run, replanned, options, time.monotonic() - started
         )
+        if session is not None:
+            await session.checkpoint([name])
         sink.account_update(
-            account_plan.account,
-            "done" if reports[account_plan.account].converged else "failed",
-            account_run.counts(),
+            name, "done" if reports[name].converged else "failed", account_run.counts()
         )
 
     try:
@@ -221,7 +252,23 @@ async def apply_workspace(
         sink.close()
     failed = [_failed_account_report(f, workspace.account(f.account).api) for f in run.failures]
     ordered = sorted([*reports.values(), *failed], key=lambda r: r.account)
-    return ApplyReport(accounts=tuple(ordered), waited=options.wait), new_ledger
+    return ApplyReport(accounts=tuple(ordered), waited=options.wait)
+
+
+def _accounts_to_write(plan: Plan, ledger: LedgerState | None) -> list[str]:
+    """Accounts whose ledger entries this run may change: actions, or models to adopt."""
+    names = []
+    for account in plan.accounts:
+        entries = ledger.entries(account.account) if ledger is not None else {}
+        if account.actions() or any(
+            c.declared
+            and c.action is Action.NOOP
+            and c.spec
+            and (c.model_id not in entries or entries[c.model_id].pending is not None)
+            for c in account.changes
+        ):
+            names.append(account.account)
+    return names
 
 
 def refuse_blocked(plan: Plan) -> None:
@@ -301,40 +348,47 @@ class RunConfig:
 
 
 async def run_plan(
-    config: RunConfig, ledger: LedgerState | None, max_deletes: int = DEFAULT_MAX_DELETES
+    config: RunConfig,
+    ledger: LedgerState | None,
+    max_deletes: int = DEFAULT_MAX_DELETES,
+    load_grace: float = DEFAULT_LOAD_GRACE,
 ) -> PlanRun:
     """``plan``: read every account and plan it."""
     async with ApiClient(config.settings, config.transport) as api:
         workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
-        return await plan_workspace(workspace, ledger, max_deletes)
+        return await plan_workspace(workspace, ledger, max_deletes, load_grace)
 
 
 async def run_apply(
     config: RunConfig,
-    ledger: LedgerState | None,
+    session: LedgerSession | None,
     options: ApplyOptions,
     *,
     saved: Plan | None = None,
     max_deletes: int = DEFAULT_MAX_DELETES,
     on_plan: Callable[[PlanRun], None] | None = None,
     progress: ProgressSink | None = None,
-    save: Callable[[LedgerState], None] | None = None,
-) -> tuple[PlanRun, ApplyReport, LedgerState | None]:
+) -> tuple[PlanRun, ApplyReport]:
     """``apply``: plan afresh (or check a saved plan is still current), then apply it.
 
     ``on_plan`` sees the plan before anything is sent (the CLI prints it there).
+    ``options.timeout`` bounds the whole run, the first listing and its retries included.
     """
+    deadline = time.monotonic() + options.timeout
+    ledger = session.state if session is not None else None
     async with ApiClient(config.settings, config.transport) as api:
         workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
         if saved is None:
-            run = await plan_workspace(workspace, ledger, max_deletes)
+            run = await plan_workspace(workspace, ledger, max_deletes, options.load_grace, deadline)
         else:
-            live = await check_fresh(saved, workspace)
+            live = await check_fresh(saved, workspace, deadline)
             run = PlanRun(saved, live, tuple(workspace.failures))
         if on_plan is not None:
             on_plan(run)
-        report, new_ledger = await apply_workspace(run, workspace, ledger, options, progress, save)
-        return run, report, new_ledger
+        report = await apply_workspace(
+            run, workspace, session, options, progress, deadline=deadline
+        )
+        return run, report
 
 
 async def run_status(config: RunConfig) -> tuple[dict[str, LiveState], list[AccountFailure]]:
@@ -355,45 +409,38 @@ def execute_apply(
     on_plan: Callable[[PlanRun], None] | None = None,
     progress: ProgressSink | None = None,
 ) -> ApplyReport:
-    """``apply`` from start to end, under the ledger's lock; saves the ledger it leaves.
+    """``apply`` from start to end, holding the ledger; the ledger is saved as it goes.
 
-    A run refused before it sent anything (a stale saved plan, a guard, a held lock) gives a
-    report that says so, with its ``failure_reason``, rather than an exception.
+    A run refused before it sent anything (a stale saved plan, a guard, a held lock or claim)
+    gives a report that says so, with its ``failure_reason``, rather than an exception.
     """
+    holder: list[ApplyReport] = []
+
+    async def main(session: LedgerSession | None) -> None:
+        # The result goes through a holder: a large value returned by anyio.run would be
+        # formatted into the event loop's task repr at exit, at a cost in the size of the run.
+        _, report = await run_apply(
+            config,
+            session,
+            options,
+            saved=saved,
+            max_deletes=max_deletes,
+            on_plan=on_plan,
+            progress=progress,
+        )
+        holder.append(report)
+
     try:
-        with _ledger_session(store) as (ledger, save):
-            _, report, new_ledger = run_sync(
-                functools.partial(
-                    run_apply,
-                    config,
-                    ledger,
-                    options,
-                    saved=saved,
-                    max_deletes=max_deletes,
-                    on_plan=on_plan,
-                    progress=progress,
-                    save=save,
-                )
-            )
-            save(new_ledger)
-    except (StalePlanError, PlanBlocked, LedgerLocked, ConfigError, ApiUnreachable) as exc:
+        with store.session() if store is not None else contextlib.nullcontext(None) as session:
+            anyio.run(functools.partial(main, session))
+    except (
+        StalePlanError,
+        PlanBlocked,
+        LedgerLocked,
+        ConfigError,
+        ApiUnreachable,
+        RateLimited,
+    ) as exc:
         # All raised before any request that changes the remote was sent.
         return refused_report(exc)
-    return report
-
-
-@contextlib.contextmanager
-def _ledger_session(
-    store: LedgerStore | None,
-) -> Iterator[tuple[LedgerState | None, Callable[[LedgerState | None], None]]]:
-    """Hold the ledger's lock for a whole apply: yield its state and a function to save it."""
-    if store is None:
-        yield None, lambda _state: None
-        return
-
-    def save(state: LedgerState | None) -> None:
-        if state is not None:
-            store.write(state)
-
-    with store.lock():
-        yield store.read(), save
+    return holder[0]

@@ -13,6 +13,7 @@ API key: API errors carry the account and the endpoint, not the request body.
      │    └── LedgerLocked        another run holds the ledger's lock
      ├── StalePlanError           a saved plan whose live state has moved (plan-changed)
      ├── PlanBlocked              a guard stops the run before any request is sent
+     ├── ApplyDeclined            the person at the terminal did not answer ``yes``
      └── ApiError                 anything the API or the network answered badly
           ├── InvalidKey          ``Invalid Api Key`` (HTTP 401 in modern mode)
           ├── ValidationFailed    Laravel-style field errors (HTTP 400)
@@ -21,6 +22,7 @@ API key: API errors carry the account and the endpoint, not the request body.
                ├── RateLimited    spam filter or queue limit; carries ``retry_after``
                ├── ServerError    5xx and ``Failed, Try Again``
                ├── MalformedResponse  a body that is not the JSON the endpoint documents
+               │    └── AnswerOverLimit   a body over the size or nesting limit
                └── ApiUnreachable a transport error or timeout; ``answer_lost`` when the
                                   request may have reached the server
 """
@@ -39,6 +41,7 @@ FailureReason = Literal[
     "locked",
     "invalid-manifest",
     "api-unreachable",
+    "rate-limited",
 ]
 
 
@@ -110,6 +113,10 @@ class PlanBlocked(ReconcilerError):
     """A guard (``--max-deletes``, never leave an account empty) stops the run before it acts."""
 
 
+class ApplyDeclined(ReconcilerError):
+    """``apply`` asked on a terminal and the answer was not ``yes``: nothing was sent."""
+
+
 class ApiError(ReconcilerError):
     """The API answered with an error, or could not be reached.
 
@@ -175,11 +182,17 @@ class TransientError(ApiError):
     limit, transport): the API could not be used just now, which is not a failed apply.
     """
 
-    failure_reason = "api-unreachable"
+    failure_reason: ClassVar[FailureReason] = "api-unreachable"
 
 
 class RateLimited(TransientError):
-    """The spam filter or the queue limit refused the request; retry after ``retry_after``."""
+    """The spam filter or the queue limit refused the request; retry after ``retry_after``.
+
+    Its ``failure_reason`` is ``rate-limited``: the API answered, and another run (or this
+    one) is using the account; nothing is wrong with the API or the manifests.
+    """
+
+    failure_reason = "rate-limited"
 
     def __init__(
         self,
@@ -203,6 +216,14 @@ class ServerError(TransientError):
 
 class MalformedResponse(TransientError):
     """The body was not the JSON the endpoint documents (HTML error page, truncated JSON…)."""
+
+
+class AnswerOverLimit(MalformedResponse):
+    """The body went over the client's size limit (after decompression) or nesting limit.
+
+    Not worth retrying: the same server gives the same answer, and reading it again costs the
+    whole limit again.
+    """
 
 
 class ApiUnreachable(TransientError):

@@ -17,18 +17,23 @@ from pydantic import ValidationError
 
 from reconciler.core.plan import PLAN_FORMAT_VERSION, Plan
 from reconciler.errors import ConfigError
+from reconciler.fsutil import atomic_write_text
 from reconciler.ledger.store import first_error
 from reconciler.render.plan_json import plan_from_document, plan_json_text
 
+#: A plan names accounts and models: readable by its owner only.
+PLAN_FILE_MODE = 0o600
+
 
 def write_plan_file(plan: Plan, path: Path) -> None:
-    """Write ``plan`` to ``path`` as its JSON document.
+    """Write ``plan`` to ``path`` as its JSON document: atomically, mode 0600, and never
+    through a symlink (one committed where the plan goes must not redirect the write).
 
     Raises:
-        ConfigError: the file cannot be written.
+        ConfigError: the file cannot be written, or ``path`` is a symlink.
     """
     try:
-        path.write_text(plan_json_text(plan), encoding="utf-8")
+        atomic_write_text(path, plan_json_text(plan), PLAN_FILE_MODE)
     except OSError as exc:
         raise ConfigError(f"cannot write plan file {path}: {exc.strerror or exc}") from exc
 

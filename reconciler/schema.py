@@ -11,9 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ConfigError
+from reconciler.fsutil import atomic_write_text
 from reconciler.manifest.models import ACCOUNT_ADAPTER, FORMAT_VERSION
 
 SCHEMA_FILE = Path("schemas") / "manifest.schema.json"
+#: The schema's ``$id``: stable across versions, so editors and caches keep one identity for it.
+SCHEMA_ID = "https://github.com/reconciler/reconciler/schemas/manifest.schema.json"
+#: The schema is committed and read by editors: world-readable, as git checks it out.
+SCHEMA_FILE_MODE = 0o644
 
 
 def manifest_schema() -> dict[str, Any]:
@@ -21,7 +26,7 @@ def manifest_schema() -> dict[str, Any]:
     schema = ACCOUNT_ADAPTER.json_schema()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://github.com/reconciler/reconciler/schemas/manifest.schema.json",
+        "$id": SCHEMA_ID,
         "title": f"reconciler manifest (format version {FORMAT_VERSION})",
         "description": "One YAML document declares the models of one ModelsLab account.",
         **schema,
@@ -34,17 +39,17 @@ def render_schema() -> str:
 
 
 def write_schema(path: Path = SCHEMA_FILE) -> bool:
-    """Write the schema; return whether the file changed.
+    """Write the schema (atomically, never through a symlink); return whether it changed.
 
     Raises:
         ConfigError: the file or its folder cannot be written.
     """
     text = render_schema()
     try:
-        if path.is_file() and path.read_bytes() == text.encode("utf-8"):
+        if schema_is_current(path):
             return False
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        atomic_write_text(path, text, SCHEMA_FILE_MODE)
     except OSError as exc:
         raise ConfigError(f"cannot write the schema {path}: {_os_reason(exc, path)}") from exc
     return True
@@ -57,6 +62,8 @@ def schema_is_current(path: Path = SCHEMA_FILE) -> bool:
         ConfigError: the file exists but cannot be read.
     """
     try:
+        if path.is_symlink():  # never current: write_schema then refuses it with a reason
+            return False
         return path.is_file() and path.read_bytes() == render_schema().encode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the schema {path}: {_os_reason(exc, path)}") from exc

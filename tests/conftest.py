@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -29,3 +31,18 @@ def manifest_tree(tmp_path: Path) -> ManifestTree:
 def anyio_backend() -> str:
     """Run ``@pytest.mark.anyio`` tests on asyncio only (we do not use pytest-asyncio)."""
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _outside_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see the output a person sees, even when the suite itself runs in GitHub Actions
+    (there ``GITHUB_ACTIONS=true`` would switch every command to ``-o github``)."""
+    for name in ("GITHUB_ACTIONS", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_EVENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_terminal_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's terminal: with ``pytest -s`` stdin would be one, and an
+    in-process ``apply`` would wait for an answer. Tests of the question use a pseudo-terminal."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO())

@@ -10,7 +10,15 @@ it as one of the typed errors of :mod:`reconciler.errors`, carrying the account 
 Reads are retried on every transient error; mutations only when the request certainly had no
 effect (rate limited, or never sent), because the engine re-observes the listing before it
 resends a load whose answer was lost (design.md §3). A URL that cannot work (bad scheme, host or
-port) is never retried, and no retry starts, nor spam-window wait ends, after a call's deadline.
+port) is never retried, and no retry starts, nor spam-window wait ends, after a call's deadline;
+no request runs past it either. An API that cannot be reached at all is given up on after
+``ClientSettings.unreachable_deadline`` (15 s), whatever the call's deadline.
+
+Answers are bounded: a body is streamed and decoded by :class:`~.responses.BodyReader` up to
+``ClientSettings.max_body_bytes``, and each request, body included, must end within
+``request_timeout`` (a total, not a gap between bytes). A refusal by the spam filter is waited
+out (``retry_after``) and retried within the deadline; the refused request does not hold the
+client's own spam-window turn, since the server did not count it.
 
 This module must not decide what to change (that is the engine's), and must never put a key,
 a request body or a response body into a log line, an exception or a ``repr``.
@@ -37,6 +45,8 @@ import stamina
 
 from reconciler.api import wire
 from reconciler.api.responses import (
+    ACCEPT_ENCODING,
+    BodyReader,
     Where,
     check,
     parse,
@@ -45,9 +55,10 @@ from reconciler.api.responses import (
     unusable_url_cause,
     unusable_url_error,
 )
-from reconciler.api.secret import ApiKey
+from reconciler.api.secret import ApiKey, redact_url_credentials
 from reconciler.core.live import LiveState, community_live_state, enterprise_live_state
 from reconciler.errors import (
+    AnswerOverLimit,
     ApiError,
     ApiUnreachable,
     ConfigError,
@@ -69,6 +80,10 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 #: Extra random wait, in seconds, on top of a rate limit's ``retry_after``.
 RATE_LIMIT_JITTER = 1.0
 
+#: Seconds a request may take when its call's deadline is (nearly) over: a poll at the
+#: deadline still sees a prompt answer, and a run ends at most this long after its deadline.
+OVERTIME = 1.0
+
 
 def resolve_api_base(manifest_base: str | None, flag_base: str | None) -> str:
     """The base URL of an account's API, checked, always ending in ``/``.
@@ -89,7 +104,8 @@ def normalise_api_base(base: str) -> str:
     """
     why = _base_problem(base)
     if why:
-        raise ConfigError(f"invalid API base URL {base!r}: {why}")
+        shown = redact_url_credentials(base)
+        raise ConfigError(f"invalid API base URL {shown!r}: {redact_url_credentials(why)}")
     return base if base.endswith("/") else base + "/"
 
 
@@ -119,8 +135,14 @@ class ClientSettings:
     the defaults a failing read is retried about every 30 s, within ``deadline``.
     """
 
-    request_timeout: float = 30.0  # per request, connect to last byte
+    request_timeout: float = 30.0  # per request, connect to last byte of the body
     deadline: float = 300.0  # overall time budget for the retries of one call
+    #: How long a call keeps trying an API it cannot reach (refused, no route, connect timeout)
+    #: before it gives up and says why; also the connect timeout of one request.
+    unreachable_deadline: float = 15.0
+    #: The largest answer read, counted after decompression: a listing of 100k models is
+    #: about 25 MB; a bigger answer is an error for its account, not a memory spike.
+    max_body_bytes: int = 64 * 1024 * 1024
     spam_window: float = 30.0  # an identical (endpoint, body) is never resent sooner
     retry_attempts: int = 6
     retry_wait_initial: float = 1.0  # also the bound of the random jitter
@@ -154,7 +176,7 @@ def read_backoff(exc: Exception) -> bool | float:
     A URL that cannot work is the exception: it fails the same way every time, so it is raised
     at once instead of spending the whole retry budget on it.
     """
-    if unusable_url_cause(exc) is not None:
+    if unusable_url_cause(exc) is not None or isinstance(exc, AnswerOverLimit):
         return False
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
         return exc.retry_after + random.uniform(0, RATE_LIMIT_JITTER)
@@ -174,9 +196,15 @@ def mutation_backoff(exc: Exception) -> bool | float:
 
 
 def _within(
-    deadline_at: float, hook: BackoffHook, longest_backoff: Callable[[], float]
+    deadline_at: float,
+    hook: BackoffHook,
+    longest_backoff: Callable[[], float],
+    unreachable_at: float = float("inf"),
 ) -> BackoffHook:
     """``hook``, except that a retry whose wait would end after ``deadline_at`` raises instead.
+
+    A transport error (:class:`ApiUnreachable`) has the earlier bound ``unreachable_at``: an
+    API that cannot be reached is given up on sooner than one that answers "not now".
 
     A float verdict is the wait itself; ``True`` (stamina's exponential backoff) is judged by
     ``longest_backoff()``, the longest wait stamina may pick next. The deadline is enforced here
@@ -189,7 +217,8 @@ def _within(
         if verdict is False:
             return False
         wait = longest_backoff() if verdict is True else verdict
-        return verdict if time.monotonic() + wait <= deadline_at else False
+        until = min(deadline_at, unreachable_at) if isinstance(exc, ApiUnreachable) else deadline_at
+        return verdict if time.monotonic() + wait <= until else False
 
     return bounded
 
@@ -334,9 +363,16 @@ class ApiClient:
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             transport=self._transport,
-            timeout=httpx.Timeout(self.settings.request_timeout),
+            timeout=httpx.Timeout(
+                self.settings.request_timeout,
+                connect=min(self.settings.request_timeout, self.settings.unreachable_deadline),
+            ),
             limits=httpx.Limits(max_connections=self.settings.max_concurrency),
-            headers={"Accept": "application/json", "User-Agent": "reconciler"},
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,  # only what BodyReader decodes, bounded
+                "User-Agent": "reconciler",
+            },
             follow_redirects=False,
             verify=_ssl_context(),
         )
@@ -401,31 +437,43 @@ class ApiClient:
         """Send one request once: after its spam-window turn, within both limits.
 
         The turn is given back when the request never left this machine (a refused connection,
-        an unusable URL, a cancellation before sending), so its retry need not wait a window.
+        an unusable URL, a cancellation before sending), so its retry need not wait a window,
+        and when the server refused it as rate limited: the server's window runs from the last
+        request it *accepted* (api-spec §7.7a), so the retry waits ``retry_after``, not a
+        whole window of this client's own.
         """
         booking = await self._spam.wait_turn(where, url, payload, not_after)
         exchanging = False
         try:
             async with limiter, self._limiter:
                 exchanging = True
-                return await self._exchange(where, url, payload)
+                return await self._exchange(where, url, payload, not_after)
         except ApiUnreachable as exc:
             if not exc.answer_lost:
                 self._spam.release(booking)
+            raise
+        except (RateLimited, _PastDeadline):
+            self._spam.release(booking)
             raise
         except BaseException:
             if not exchanging:
                 self._spam.release(booking)
             raise
 
-    async def _exchange(self, where: Where, url: str, payload: Mapping[str, Any]) -> Any:
+    async def _exchange(
+        self, where: Where, url: str, payload: Mapping[str, Any], not_after: float
+    ) -> Any:
+        """One request and its whole answer, within ``request_timeout`` and ``not_after``."""
         http = self._http_for(where.account)
-        self._requests_sent += 1
         started = time.monotonic()
-        timeout = self.settings.request_timeout
+        timeout = min(self.settings.request_timeout, max(not_after - started, OVERTIME))
+        self._requests_sent += 1
         try:
-            with anyio.fail_after(timeout):  # a total cap: httpx times each phase alone
-                response = await http.post(url, json=payload)
+            # A total cap, body included: httpx times each phase (and each read) alone, so a
+            # trickling body would otherwise never time out.
+            with anyio.fail_after(timeout):
+                async with http.stream("POST", url, json=payload) as response:
+                    body = await _read_body(response, where, self.settings.max_body_bytes)
         except (httpx.RequestError, TimeoutError) as exc:
             _log(where, type(exc).__name__, started)
             raise transport_error(exc, where, timeout) from exc
@@ -436,7 +484,17 @@ class ApiClient:
             _log(where, type(cause).__name__, started)
             raise unusable_url_error(cause, where) from exc
         _log(where, f"HTTP {response.status_code}", started)
-        return check(response, where, self.settings.spam_window)
+        return check(response, body, where, self.settings.spam_window)
+
+
+async def _read_body(response: httpx.Response, where: Where, limit: int) -> bytes:
+    """The decoded body of a streamed answer, at most ``limit`` bytes (see :class:`BodyReader`)."""
+    if response.is_stream_consumed:  # made in memory (a MockTransport): httpx decoded it
+        return BodyReader.decoded(response.content, where, limit)
+    reader = BodyReader(response, where, limit)
+    async for chunk in response.aiter_raw():
+        reader.feed(chunk)
+    return reader.finish()
 
 
 @functools.cache
@@ -474,7 +532,8 @@ class AccountClient:
         self._limiter = limiter
 
     def __repr__(self) -> str:
-        return f"AccountClient({self.name!r}, api={self.api!r}, base_url={self._base_url!r})"
+        base = redact_url_credentials(self._base_url)
+        return f"AccountClient({self.name!r}, api={self.api!r}, base_url={base!r})"
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -484,8 +543,9 @@ class AccountClient:
         ``deadline`` is a ``time.monotonic()`` instant, such as the end of ``apply --timeout``,
         after which no retry starts and no spam-window wait ends: the last error is raised
         instead. Without it only ``ClientSettings.deadline`` bounds the retries, which could
-        outlast the run's own limit. A request already under way still runs to its own
-        ``request_timeout``, and the first one is always made unless the spam window holds it.
+        outlast the run's own limit. A request is cut at the deadline, but is always given at
+        least :data:`OVERTIME` (so a poll at the deadline still sees a prompt answer); the
+        first one is always made unless the spam window holds it past the deadline.
         """
         if self.api == "enterprise":
             listing = await self._read(
@@ -597,12 +657,18 @@ class AccountClient:
         raises the last error (or, if there is none yet, a "deadline passed" error) at once.
         """
         settings = self._owner.settings
-        deadline_at = time.monotonic() + settings.deadline
+        started = time.monotonic()
+        deadline_at = started + settings.deadline
         if deadline is not None:
             deadline_at = min(deadline_at, deadline)
         attempt_no = 0
         last: ApiError | None = None
-        on = _within(deadline_at, hook, lambda: _longest_backoff(settings, attempt_no))
+        on = _within(
+            deadline_at,
+            hook,
+            lambda: _longest_backoff(settings, attempt_no),
+            started + settings.unreachable_deadline,
+        )
         try:
             async for attempt in stamina.retry_context(
                 on=on,
@@ -621,8 +687,12 @@ class AccountClient:
                         raise
         except _PastDeadline as exc:
             held = exc.wait
+        except ApiUnreachable as exc:
+            raise _gave_up(exc, attempt_no, started) from exc.__cause__
         else:
             raise AssertionError("unreachable: stamina re-raises the last error")
+        if isinstance(last, ApiUnreachable):
+            raise _gave_up(last, attempt_no, started) from last.__cause__
         if last is not None:
             raise last
         raise ApiUnreachable(
@@ -631,6 +701,18 @@ class AccountClient:
             account=where.account,
             endpoint=where.endpoint,
         )
+
+
+def _gave_up(exc: ApiUnreachable, attempts: int, started: float) -> ApiUnreachable:
+    """``exc`` with how long the call tried, so that the user sees why it gave up when it did."""
+    elapsed = time.monotonic() - started
+    tries = "1 attempt" if attempts <= 1 else f"{attempts} attempts"
+    return ApiUnreachable(
+        f"{exc.message} (gave up after {tries} in {elapsed:.1f}s)",
+        answer_lost=exc.answer_lost,
+        account=exc.account,
+        endpoint=exc.endpoint,
+    )
 
 
 async def _both(

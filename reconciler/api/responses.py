@@ -6,12 +6,21 @@ Every answer of the API crosses :func:`check` and every transport failure
 body (HTTP 200), modern mode also in the status code (api-spec §7.2); both are read, with
 ``message``/``messege`` and ``tip``/``tips`` alike.
 
+Bodies are read through :class:`BodyReader`, which decompresses them itself with a bound on
+the decoded size (a gzip bomb stops at the limit, not at the end of memory), and parsed with
+the nesting limit of the JSON decoder turned into an error: anything over a limit, or of the
+wrong shape, is a :class:`~reconciler.errors.MalformedResponse` for that account, never another
+exception. The key is masked out of the whole decoded answer (field names, model ids,
+messages) before anything reads it, so no report, ledger or log line can carry it back.
+
 Nothing here sends requests or decides on retries, and no key, request body or response body
-ever reaches an error message: anything the server echoes is masked with the key first.
+ever reaches an error message.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,8 +29,9 @@ import httpx
 import pydantic
 
 from reconciler.api import wire
-from reconciler.api.secret import ApiKey
+from reconciler.api.secret import ApiKey, redact_url_credentials
 from reconciler.errors import (
+    AnswerOverLimit,
     ApiError,
     ApiUnreachable,
     InvalidKey,
@@ -92,7 +102,7 @@ def unusable_url_cause(exc: BaseException | None) -> BaseException | None:
 
 def unusable_url_error(cause: BaseException, where: Where) -> ApiUnreachable:
     """The error for a request whose URL is unusable: never sent, so ``answer_lost`` is false."""
-    detail = where.key.mask(str(cause)) or type(cause).__name__
+    detail = outside_text(where, str(cause)) or type(cause).__name__
     return ApiUnreachable(
         f"the API URL is unusable ({detail}); check the API base URL",
         answer_lost=False,
@@ -112,7 +122,7 @@ def transport_error(exc: Exception, where: Where, timeout: float) -> ApiError:
     if isinstance(exc, TimeoutError):
         detail = f"no answer within {timeout:g}s"
     else:
-        detail = where.key.mask(str(exc)) or type(exc).__name__
+        detail = outside_text(where, str(exc)) or type(exc).__name__
     lost = not isinstance(exc, _NOT_SENT)
     what = "the answer was lost" if lost else "could not reach the API"
     return ApiUnreachable(
@@ -120,10 +130,123 @@ def transport_error(exc: Exception, where: Where, timeout: float) -> ApiError:
     )
 
 
-def check(response: httpx.Response, where: Where, spam_window: float) -> Any:
-    """The JSON of a successful answer; any error answer raised as its typed error."""
+def outside_text(where: Where, text: str) -> str:
+    """Text that came from outside (the API, a transport error) made fit for an error message.
+
+    The key is masked, URL credentials are dropped, and whitespace runs (newlines included)
+    fold into one space, so that an error stays one line whatever the server said.
+    """
+    return " ".join(redact_url_credentials(where.key.mask(text)).split())
+
+
+#: Content encodings :class:`BodyReader` decodes; the client asks for these only.
+ACCEPT_ENCODING = "gzip, deflate"
+
+#: zlib ``wbits`` per content encoding: gzip framing, and zlib framing (or gzip) for deflate.
+_WBITS = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": 32 + zlib.MAX_WBITS,
+}
+
+#: The most bytes one step of decompression may produce: bounds memory between checks.
+_INFLATE_STEP = 1 << 20
+
+
+class BodyReader:
+    """Collects a response body as it streams in, decoded, and never more than ``limit`` bytes.
+
+    It decompresses the body itself (httpx's decoders inflate a whole network chunk at once,
+    a thousandfold for a gzip bomb) in steps of at most :data:`_INFLATE_STEP`, and stops with
+    :class:`~reconciler.errors.AnswerOverLimit` as soon as the decoded size passes ``limit``.
+    """
+
+    def __init__(self, response: httpx.Response, where: Where, limit: int) -> None:
+        self._where = where
+        self._limit = limit
+        self.body = bytearray()
+        encodings = [
+            e.strip().lower()
+            for e in response.headers.get("content-encoding", "").split(",")
+            if e.strip().lower() not in ("", "identity")
+        ]
+        if len(encodings) > 1 or (encodings and encodings[0] not in _WBITS):
+            raise self._malformed(f"the body's content encoding {', '.join(encodings)!r}")
+        self._inflater = zlib.decompressobj(_WBITS[encodings[0]]) if encodings else None
+        declared = _header_int(response.headers.get("content-length"))
+        if self._inflater is None and declared is not None and declared > limit:
+            raise self._over(f"it declares {declared} bytes")
+
+    @classmethod
+    def decoded(cls, content: bytes, where: Where, limit: int) -> bytes:
+        """``content``, already decoded, checked against ``limit`` like a streamed body."""
+        reader = cls(httpx.Response(200), where, limit)
+        reader.feed(content)
+        return reader.finish()
+
+    def feed(self, chunk: bytes) -> None:
+        """Add one raw (still encoded) chunk of the body."""
+        if self._inflater is None:
+            self._add(chunk)
+            return
+        data = chunk
+        try:
+            while data and not self._inflater.eof:
+                room = min(self._limit - len(self.body) + 1, _INFLATE_STEP)
+                self._add(self._inflater.decompress(data, room))
+                data = self._inflater.unconsumed_tail
+        except zlib.error as exc:
+            raise self._malformed("a body that does not decompress") from exc
+
+    def finish(self) -> bytes:
+        """The whole decoded body, once the stream has ended."""
+        if self._inflater is not None:
+            try:
+                self._add(self._inflater.flush(_INFLATE_STEP))
+            except zlib.error as exc:
+                raise self._malformed("a body that does not decompress") from exc
+        return bytes(self.body)
+
+    def _add(self, data: bytes) -> None:
+        self.body += data
+        if len(self.body) > self._limit:
+            raise self._over("")
+
+    def _over(self, detail: str) -> AnswerOverLimit:
+        suffix = f" ({detail})" if detail else ""
+        return AnswerOverLimit(
+            f"the answer is larger than the limit of {self._limit} bytes{suffix}",
+            account=self._where.account,
+            endpoint=self._where.endpoint,
+        )
+
+    def _malformed(self, what: str) -> MalformedResponse:
+        return MalformedResponse(
+            f"{what} cannot be read", account=self._where.account, endpoint=self._where.endpoint
+        )
+
+
+def _header_int(value: str | None) -> int | None:
     try:
-        data = response.json()
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def check(response: httpx.Response, body: bytes, where: Where, spam_window: float) -> Any:
+    """The JSON of a successful answer, key masked; any error answer raised as its typed error.
+
+    ``body`` is the decoded body (see :class:`BodyReader`); ``response`` gives the status and
+    the headers.
+    """
+    try:
+        data = load_json(body, where.key)
+    except RecursionError:
+        raise AnswerOverLimit(
+            "the answer is nested deeper than the JSON decoder allows",
+            account=where.account,
+            endpoint=where.endpoint,
+        ) from None
     except ValueError as exc:
         raise _status_error(response, where, "the body is not JSON") from exc
     if isinstance(data, dict) and data.get("status") in ("error", "failed"):
@@ -133,13 +256,45 @@ def check(response: httpx.Response, where: Where, spam_window: float) -> Any:
     return data
 
 
+def load_json(body: bytes, key: ApiKey) -> Any:
+    """``body`` decoded as UTF-8 JSON, with ``key`` masked out of every string in it.
+
+    Raises ``ValueError`` for a body that is not UTF-8 JSON, and ``RecursionError`` for one
+    nested deeper than the decoder's limit (the C decoder raises it cleanly, at any depth).
+    A body without a backslash is masked as text before decoding (a few ``find`` passes);
+    one with escapes is masked string by string afterwards, since an escape can spell a key.
+    """
+    text = body.decode("utf-8-sig")
+    if "\\" not in text:
+        return json.loads(key.mask(text))
+    return _mask_tree(json.loads(text), key)
+
+
+def _mask_tree(data: Any, key: ApiKey) -> Any:
+    """``data`` with ``key`` masked in every string, keys of objects included; no recursion."""
+    root: list[Any] = [data]
+    stack: list[tuple[list[Any] | dict[str, Any], Any]] = [(root, 0)]
+    while stack:
+        parent, slot = stack.pop()
+        value = parent[slot]
+        if isinstance(value, str):
+            parent[slot] = key.mask(value)
+        elif isinstance(value, list):
+            stack.extend((value, i) for i in range(len(value)))
+        elif isinstance(value, dict):
+            masked = {key.mask(k): v for k, v in value.items()}
+            parent[slot] = masked
+            stack.extend((masked, k) for k in masked)
+    return root[0]
+
+
 def _status_error(response: httpx.Response, where: Where, detail: str) -> ApiError:
     """The error an HTTP status tells when the body tells nothing usable."""
     code = response.status_code
     kw: dict[str, Any] = {"account": where.account, "endpoint": where.endpoint}
     if response.is_success:
         return MalformedResponse(detail, **kw)
-    message = f"{response.reason_phrase or 'HTTP error'}: {detail}"
+    message = f"{outside_text(where, response.reason_phrase) or 'HTTP error'}: {detail}"
     if response.is_redirect or code == 404:
         return ApiError(f"{message}; check the API base URL", status_code=code, **kw)
     if code == 429:
@@ -161,10 +316,13 @@ def _body_error(
     kw: dict[str, Any] = {"account": where.account, "endpoint": where.endpoint}
     text = body.text()
     if isinstance(text, dict):
-        fields = {name: [where.key.mask(m) for m in msgs] for name, msgs in text.items()}
+        fields = {
+            outside_text(where, name): [outside_text(where, m) for m in msgs]
+            for name, msgs in text.items()
+        }
         return ValidationFailed(fields, status_code=status_code, **kw)
-    message = where.key.mask(text) or "(no message)"
-    kw["tip"] = where.key.mask(body.hint())
+    message = outside_text(where, text) or "(no message)"
+    kw["tip"] = outside_text(where, body.hint())
     cls = _class_for(code, body.status, message.lower())
     if cls is ApiError and code == 404:
         message += "; check the API base URL"
@@ -218,9 +376,12 @@ def parse(model: type[M], data: Any, where: Where) -> M:
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
-            for err in exc.errors(include_input=False, include_url=False)[:3]
+        problems = outside_text(  # field names in ``loc`` are the server's text
+            where,
+            "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+                for err in exc.errors(include_input=False, include_url=False)[:3]
+            ),
         )
         raise MalformedResponse(
             f"the answer does not have the documented shape ({problems})",

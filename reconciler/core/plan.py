@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +31,9 @@ PLAN_FORMAT_VERSION = 1
 #: Consecutive failed loads of one spec after which the planner stops retrying it.
 MAX_LOAD_ATTEMPTS = 3
 DEFAULT_MAX_DELETES = 5
+#: Seconds a load this tool sent may go unlisted on an enterprise server (which lists a model
+#: only once loaded) before it is taken for lost and sent again.
+DEFAULT_LOAD_GRACE = 300.0
 
 
 class Action(StrEnum):
@@ -140,12 +145,35 @@ class Plan(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Timing:
+    """When the plan is made, and how long a sent load may stay unseen.
+
+    ``now`` None means "no clock": a load this tool sent never counts as lost, which is the
+    safe reading (it is waited for, never sent twice). The engine passes the real time.
+    """
+
+    now: datetime | None = None
+    load_grace: float = DEFAULT_LOAD_GRACE
+
+    def expired(self, stamp: str) -> bool:
+        """Whether more than the load grace has passed since ``stamp`` (ISO 8601 UTC)."""
+        if self.now is None:
+            return False
+        try:
+            when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return True  # a stamp that cannot be read cannot hold a load back forever
+        return (self.now - when).total_seconds() > self.load_grace
+
+
 def make_plan(
     accounts: Sequence[LoadedAccount],
     live: Mapping[str, LiveState],
     ledger: LedgerState | None,
     *,
     max_deletes: int = DEFAULT_MAX_DELETES,
+    timing: Timing = Timing(),
 ) -> Plan:
     """Plan every account whose live state is known, then apply the run-level guards.
 
@@ -153,7 +181,7 @@ def make_plan(
     each account's notes say so.
     """
     planned = tuple(
-        plan_account(account, live[account.name], ledger)
+        plan_account(account, live[account.name], ledger, timing)
         for account in sorted(accounts, key=lambda a: a.name)
         if account.name in live
     )
@@ -168,14 +196,17 @@ def make_plan(
 
 
 def plan_account(
-    account: LoadedAccount, live: LiveState, ledger: LedgerState | None
+    account: LoadedAccount,
+    live: LiveState,
+    ledger: LedgerState | None,
+    timing: Timing = Timing(),
 ) -> AccountPlan:
     """The changes of one account, with the never-empty guard."""
     entries: Mapping[str, LedgerEntry] = ledger.entries(account.name) if ledger else {}
     has_ledger = ledger is not None
     desired = {model.model_id: model for model in account.desired()}
     changes = [
-        _declared_change(model, live, entries.get(model.model_id), account, has_ledger)
+        _declared_change(model, live, entries.get(model.model_id), account, has_ledger, timing)
         for model in desired.values()
     ]
     for model_id in sorted(set(live.models) - set(desired)):
@@ -204,6 +235,7 @@ def _declared_change(
     entry: LedgerEntry | None,
     account: LoadedAccount,
     has_ledger: bool,
+    timing: Timing,
 ) -> ModelChange:
     condition = live.condition(model.model_id)
     base = {
@@ -221,7 +253,7 @@ def _declared_change(
     if model.ensure == "absent":
         action, reason = _absent_action(condition, model.protect, account.api)
         return ModelChange(action=action, reason=reason, **base)
-    action, reason = _present_action(model, condition, entry, has_ledger, account.api)
+    action, reason = _present_action(model, condition, entry, has_ledger, account.api, timing)
     old_spec = entry.spec if entry is not None else {}
     fields = diff_specs(old_spec, model.spec) if action in (Action.LOAD, Action.REPLACE) else ()
     return ModelChange(
@@ -240,23 +272,29 @@ def _present_action(
     entry: LedgerEntry | None,
     has_ledger: bool,
     api: str,
+    timing: Timing,
 ) -> tuple[Action, str]:
     """The design table's rows for a model that must be present."""
+    if has_ledger and entry is not None:
+        in_flight = _possibly_in_flight(model, condition, entry, api, timing)
+        if in_flight is not None:
+            return in_flight
     changed = has_ledger and entry is not None and entry.spec_hash != model.spec_hash
     if condition is Condition.MISSING:
         if api == "enterprise" and entry is not None and not changed and entry.outcome == "applied":
             # An enterprise server lists a model only once loaded: loading it again would
-            # restart the load this tool already sent.
-            return Action.WAIT, "a load this tool sent is not listed yet"
+            # restart the load this tool already sent, until the load grace has passed.
+            if not timing.expired(entry.applied_at):
+                return Action.WAIT, "a load this tool sent is not listed yet"
+            return Action.LOAD, "a load this tool sent never appeared within the load grace"
+        if _gave_up(entry, model, changed):
+            return Action.BLOCKED, _gave_up_reason(entry)
         return Action.LOAD, "not on the account"
     if condition is Condition.UNKNOWN:
         return Action.BLOCKED, "the API reports a status this version does not know"
     if condition is Condition.FAILED:
-        failures = entry.failures if entry is not None and not changed else 0
-        if failures >= MAX_LOAD_ATTEMPTS:
-            return Action.BLOCKED, (
-                f"the load failed {failures} times with this spec; change the spec to retry"
-            )
+        if _gave_up(entry, model, changed):
+            return Action.BLOCKED, _gave_up_reason(entry)
         return Action.LOAD, "the last load failed; loading again"
     if changed and not model.protect:
         return Action.REPLACE, "the spec changed since the last apply"
@@ -273,6 +311,57 @@ def _present_action(
     if entry is None and has_ledger:
         return Action.NOOP, "ready; not loaded by this tool, adopted with the declared spec"
     return Action.NOOP, "ready"
+
+
+def _gave_up(entry: LedgerEntry | None, model: DesiredModel, changed: bool) -> bool:
+    """Whether loads of this spec failed often enough that the planner stops retrying."""
+    return (
+        entry is not None
+        and not changed
+        and entry.spec_hash == model.spec_hash
+        and entry.failures >= MAX_LOAD_ATTEMPTS
+    )
+
+
+def _gave_up_reason(entry: LedgerEntry | None) -> str:
+    failures = entry.failures if entry is not None else 0
+    return f"the load failed {failures} times with this spec; change the spec to retry"
+
+
+def _possibly_in_flight(
+    model: DesiredModel,
+    condition: Condition,
+    entry: LedgerEntry,
+    api: str,
+    timing: Timing,
+) -> tuple[Action, str] | None:
+    """The action for a model with a write-ahead intent of the declared spec, or None.
+
+    An earlier run recorded that it was about to send a request and never saw the answer (it
+    was interrupted). The listing decides: a load that landed shows on a community listing at
+    once (loading, then ready or failed); an enterprise server lists a model only once loaded,
+    so there an unlisted model is waited for until the load grace has passed. The request is
+    sent again only where the listing rules out that it landed, or where it cannot tell but a
+    resend is the only way not to miss a spec change (a replace over a ready model).
+    """
+    intent = entry.pending
+    if intent is None or intent.action == "delete":
+        return None
+    if intent.spec_hash != model.spec_hash and not (
+        intent.action == "reload" and entry.spec_hash == model.spec_hash
+    ):
+        return None  # superseded by a newer declaration: the usual rows decide
+    if condition is Condition.LOADING:
+        return Action.WAIT, "a load an interrupted run sent is running"
+    if condition is Condition.READY:
+        if intent.action == "replace":
+            return Action.REPLACE, (
+                "an interrupted run may have sent this replace; the listing cannot confirm it"
+            )
+        return Action.NOOP, "ready; the load an interrupted run sent has finished"
+    if condition is Condition.MISSING and api == "enterprise" and not timing.expired(intent.at):
+        return Action.WAIT, "a load an interrupted run may have sent is not listed yet"
+    return None  # missing, evicted or failed: the request did not land, or ended; usual rows
 
 
 def _absent_action(condition: Condition, protect: bool, api: str) -> tuple[Action, str]:

@@ -2,8 +2,10 @@
 
 The list endpoints never show a model's url or revision, so spec changes are found against this
 record of what the reconciler itself last applied (design.md §3). It also says which models
-this tool manages. Reading and writing it is :mod:`reconciler.ledger`'s job; this module only
-defines the shape and the pure updates, so the planner can use it without I/O.
+this tool manages, and which requests it *may* have sent (write-ahead intents: see
+:class:`Intent`). Reading and writing it is :mod:`reconciler.ledger`'s job; which entry follows
+from a change and its outcome is :func:`reconciler.core.ledger_fold.next_entry`'s; this module
+only defines the shape, so the planner can use it without I/O.
 """
 
 from __future__ import annotations
@@ -13,13 +15,32 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Outcome = Literal["applied", "ready", "failed", "adopted", "deleted"]
+#: ``pending`` marks an entry that holds only an intent: nothing was ever confirmed for it.
+Outcome = Literal["applied", "ready", "failed", "adopted", "deleted", "pending"]
+
+#: The requests an intent can stand for.
+IntentAction = Literal["load", "reload", "replace", "delete"]
 
 LEDGER_FORMAT_VERSION = 1
 
 
+class Intent(BaseModel):
+    """A request this tool was about to send, recorded before it was sent (write-ahead).
+
+    Its answer has not been seen, so it *may* have reached the server. The next run treats the
+    model as possibly in flight until a listing rules the request in or out: an intent is never
+    a reason to send the same request again while the listing cannot tell.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: IntentAction = Field(description="The request that may have been sent.")
+    spec_hash: str = Field(description="Hash of the spec that request carries.")
+    at: str = Field(description="When it may have been sent, as an ISO 8601 UTC timestamp.")
+
+
 class LedgerEntry(BaseModel):
-    """The last thing this tool did to one model."""
+    """The last thing this tool did to one model, and what it may be doing now."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -28,10 +49,18 @@ class LedgerEntry(BaseModel):
     applied_at: str = Field(description="When, as an ISO 8601 UTC timestamp.")
     outcome: Outcome = Field(description="What came of it.")
     failures: int = Field(default=0, ge=0, description="Consecutive failed loads of this spec.")
+    pending: Intent | None = Field(
+        default=None, description="A request that may have been sent and is not confirmed."
+    )
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the entry records a spec the server is known to have received or held."""
+        return self.outcome != "pending"
 
 
 class LedgerState(BaseModel):
-    """Every account's entries; the whole content of a ledger store."""
+    """Every account's entries; the whole content of a ledger store, as the planner reads it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -43,7 +72,10 @@ class LedgerState(BaseModel):
         return self.accounts.get(account, {})
 
     def with_entry(self, account: str, model_id: str, entry: LedgerEntry | None) -> LedgerState:
-        """A copy with one entry set, or removed when ``entry`` is None."""
+        """A copy with one entry set, or removed when ``entry`` is None.
+
+        Costs one copy of that account's entries, never a validation of the whole ledger.
+        """
         models = dict(self.accounts.get(account, {}))
         if entry is None:
             models.pop(model_id, None)
@@ -52,4 +84,4 @@ class LedgerState(BaseModel):
         accounts = {**self.accounts, account: models}
         if not models:
             accounts.pop(account)
-        return LedgerState(format_version=self.format_version, accounts=accounts)
+        return LedgerState.model_construct(format_version=self.format_version, accounts=accounts)

@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import re
+import stat
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from pydantic_core import ErrorDetails
 from reconciler.errors import ManifestError, ManifestProblem
 from reconciler.manifest import models
 from reconciler.manifest.models import LoadedAccount
+from reconciler.manifest.policy import TrustPolicy
 
 #: The manifest folders read when no paths are given (the CLI, and the default ledger's place).
 DEFAULT_MANIFEST_PATHS: tuple[str, ...] = ("manifests",)
@@ -37,6 +39,8 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _SUFFIXES = (".yaml", ".yml")
+#: A manifest is a few kilobytes; anything this large is a mistake (or /dev/zero's cousin).
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 #: Bounds on a document's node graph: real manifests are a few levels deep; deeper is a mistake.
 #: Aliases may add at most as many nodes as the document has or this many, whichever is more:
 #: beyond that is an alias bomb, reported before anything walks the expanded tree.
@@ -46,13 +50,19 @@ _MAX_ALIAS_NODES = 100_000
 Location = tuple[str | int, ...]
 
 
-def load_manifests(paths: Sequence[str | os.PathLike[str]]) -> tuple[LoadedAccount, ...]:
-    """Load every account declared under ``paths``; raise one ManifestError for all problems."""
+def load_manifests(
+    paths: Sequence[str | os.PathLike[str]], policy: TrustPolicy | None = None
+) -> tuple[LoadedAccount, ...]:
+    """Load every account declared under ``paths``; raise one ManifestError for all problems.
+
+    ``policy`` is the operator's trust policy (default: :class:`TrustPolicy`'s defaults); an
+    ``api_base`` or ``key_env`` outside it is a problem like any other, at its file and line.
+    """
     problems: list[ManifestProblem] = []
     accounts: list[LoadedAccount] = []
     with _collector_paused():
         for file in _manifest_files(paths, problems):
-            accounts.extend(_load_file(file, problems))
+            accounts.extend(_load_file(file, problems, policy or TrustPolicy()))
     _KEYS_SEEN.clear()  # documents whose keys were never walked (a later document failed)
     problems.extend(_duplicate_accounts(accounts))
     if problems:
@@ -80,40 +90,167 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _display(path: Path) -> str:
-    """A path as users wrote it, relative to the working directory when under it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    """A path as users wrote it (symlinks not followed), relative to the working directory
+    when under it: a message names the link a user committed, never its target."""
+    cwd = Path.cwd()
+    for candidate in (path.absolute(), path.parent.resolve() / path.name):
+        with contextlib.suppress(ValueError):
+            return str(candidate.relative_to(cwd))
+    return str(path)
+
+
+def _path_problem(path: Path, message: str) -> ManifestProblem:
+    """A problem with a path itself rather than its content: it points at the path's start."""
+    return ManifestProblem(_display(path), 1, 1, "", message)
 
 
 def _manifest_files(
     paths: Sequence[str | os.PathLike[str]], problems: list[ManifestProblem]
 ) -> Iterator[Path]:
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
-            if not found:
-                problems.append(ManifestProblem(_display(path), 0, 0, "", "no *.yaml manifests"))
-        elif path.is_file():
-            found = [path]
-        else:
-            problems.append(ManifestProblem(_display(path), 0, 0, "", "no such file or folder"))
-            found = []
-        for file in found:
-            if file.resolve() not in seen:
-                seen.add(file.resolve())
+        for file in _files_of(Path(raw), problems):
+            real = os.path.realpath(file)
+            if real not in seen:
+                seen.add(real)
                 yield file
 
 
-def _load_file(path: Path, problems: list[ManifestProblem]) -> list[LoadedAccount]:
-    name = _display(path)
+def _files_of(path: Path, problems: list[ManifestProblem]) -> list[Path]:
+    """The manifests a named path stands for: itself, or the ``*.yaml`` files under it.
+
+    Every file must resolve inside the named folder (for a named file: the folder it is
+    named in), so that a committed symlink cannot make the tool read a file elsewhere.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(ManifestProblem(name, 0, 0, "", f"cannot read: {exc}"))
+        info = path.stat()
+    except OSError as exc:
+        problems.append(_path_problem(path, _missing_reason(path, exc)))
+        return []
+    if stat.S_ISDIR(info.st_mode):
+        before = len(problems)
+        found = sorted(_walk(path, path.resolve(), problems))
+        if not found and len(problems) == before:
+            problems.append(_path_problem(path, "no *.yaml manifests in this folder"))
+        return found
+    if not stat.S_ISREG(info.st_mode):
+        problems.append(_path_problem(path, f"not a regular file or folder ({_kind(info)})"))
+        return []
+    root = path.absolute().parent.resolve()
+    if not _inside(path.resolve(), root):
+        problems.append(_path_problem(path, _outside_message(root)))
+        return []
+    return [path]
+
+
+def _walk(folder: Path, root: Path, problems: list[ManifestProblem]) -> Iterator[Path]:
+    """The ``*.yaml``/``*.yml`` files under ``folder``; unreadable folders, broken links and
+    links that leave ``root`` are problems, never silently skipped."""
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            problems.append(_path_problem(current, f"cannot read this folder: {_reason(exc)}"))
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            manifest_name = path.suffix in _SUFFIXES
+            if entry.is_symlink():
+                target = Path(os.path.realpath(path))  # never raises, even on a link loop
+                if not target.exists():
+                    if manifest_name:
+                        problems.append(_path_problem(path, "broken symlink: no such target"))
+                    continue
+                if not _inside(target, root):
+                    if manifest_name or target.is_dir():
+                        problems.append(_path_problem(path, _outside_message(root)))
+                    continue
+                if target.is_dir():
+                    continue  # inside root: its files are found through their own path
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+                continue
+            if not manifest_name:
+                continue
+            try:
+                info = path.stat()
+            except OSError as exc:
+                problems.append(_path_problem(path, f"cannot read: {_reason(exc)}"))
+                continue
+            if stat.S_ISREG(info.st_mode):
+                yield path
+            elif not stat.S_ISDIR(info.st_mode):
+                problems.append(_path_problem(path, f"not a regular file ({_kind(info)})"))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _outside_message(root: Path) -> str:
+    return (
+        f"refused: a symlink that resolves outside {_display(root)}; manifests must be files "
+        "inside the folders named on the command line"
+    )
+
+
+def _kind(info: os.stat_result) -> str:
+    if stat.S_ISFIFO(info.st_mode):
+        return "a FIFO"
+    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+        return "a device"
+    if stat.S_ISSOCK(info.st_mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _missing_reason(path: Path, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "broken symlink: no such target" if path.is_symlink() else "no such file or folder"
+    return f"cannot read: {_reason(exc)}"
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _read_text(path: Path, name: str, problems: list[ManifestProblem]) -> str | None:
+    """The file's text, read without blocking (never waits on a FIFO swapped in) and bounded."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        problems.append(ManifestProblem(name, 1, 1, "", f"cannot read: {_reason(exc)}"))
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            problems.append(ManifestProblem(name, 1, 1, "", f"not a regular file ({_kind(info)})"))
+            return None
+        data = handle.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        problems.append(ManifestProblem(name, 1, 1, "", f"larger than {MAX_MANIFEST_BYTES} bytes"))
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line, column = before.count(b"\n") + 1, len(before) - before.rfind(b"\n")
+        byte = data[exc.start]
+        problems.append(
+            ManifestProblem(name, line, column, "", f"not UTF-8 text (byte 0x{byte:02x})")
+        )
+        return None
+
+
+def _load_file(
+    path: Path, problems: list[ManifestProblem], policy: TrustPolicy
+) -> list[LoadedAccount]:
+    name = _display(path)
+    text = _read_text(path, name, problems)
+    if text is None:
         return []
     try:
         documents = list(_parse_documents(text))
@@ -133,7 +270,7 @@ def _load_file(path: Path, problems: list[ManifestProblem]) -> list[LoadedAccoun
     for node, data in documents:
         if data is None:
             continue
-        account = _load_document(name, node, data, problems)
+        account = _load_document(name, node, data, problems, policy)
         if account is not None:
             accounts.append(account)
     return accounts
@@ -263,12 +400,13 @@ def _yaml_problem(file: str, text: str, exc: yaml.YAMLError) -> ManifestProblem:
     else:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        reason = getattr(exc, "problem", None) or str(exc)
+        # Never str(exc): it quotes a snippet of the file, which may not be a manifest at all.
+        reason = getattr(exc, "problem", None) or "the document cannot be read as YAML"
     return ManifestProblem(file, line, column, "", f"YAML syntax error: {' '.join(reason.split())}")
 
 
 def _load_document(
-    file: str, node: yaml.Node, data: Any, problems: list[ManifestProblem]
+    file: str, node: yaml.Node, data: Any, problems: list[ManifestProblem], policy: TrustPolicy
 ) -> LoadedAccount | None:
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
         line, column = _position(node)
@@ -283,6 +421,7 @@ def _load_document(
         )
         return None
     local = list(_structure_problems(file, node))
+    local.extend(_policy_problems(file, node, data, policy))
     local.extend(_duplicate_model_ids(file, node, data.get("models")))
     for loc, message in models.missing_required(data):
         line, column = _position(_node_at(node, loc))
@@ -305,6 +444,19 @@ def _load_document(
         for index, entry in enumerate(account.models)
     }
     return LoadedAccount(account, file, _position(node)[0], model_lines)
+
+
+def _policy_problems(
+    file: str, node: yaml.Node, data: dict[Any, Any], policy: TrustPolicy
+) -> Iterator[ManifestProblem]:
+    """``api_base`` and ``key_env`` checked against the operator's policy (design.md §7)."""
+    checks = (("api_base", policy.api_base_problem), ("key_env", policy.key_env_problem))
+    for field_name, check in checks:
+        value = data.get(field_name)
+        why = check(value) if isinstance(value, str) else None
+        if why is not None:
+            line, column = _position(_node_at(node, (field_name,)))
+            yield ManifestProblem(file, line, column, field_name, why)
 
 
 def _structure_problems(file: str, node: yaml.MappingNode) -> Iterator[ManifestProblem]:
@@ -470,6 +622,8 @@ def _message(loc: Location, error: ErrorDetails) -> str:
         return "'api' is required: community or enterprise"
     if kind == "union_tag_invalid":
         return f"{_shown(ctx.get('tag'))} is not one of community, enterprise"
+    if kind in ("string_pattern_mismatch", "string_too_long") and name == "key_env":
+        return "key_env is not a valid variable name (value hidden)"
     if kind == "string_pattern_mismatch":
         return f"{shown} does not match the pattern {ctx.get('pattern')}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic_core import PydanticCustomError
 
 from reconciler.api import wire
 
@@ -47,8 +48,26 @@ _PROTECT = Field(
 )
 
 
+#: Bounds on text fields: generous for real values, short enough that a file pasted into a
+#: field is an error rather than a megabyte-long line in every output.
+MAX_URL_LENGTH = 2048
+MAX_NAME_LENGTH = 256
+MAX_KEY_ENV_LENGTH = 128
+MAX_IGNORE_PATTERNS = 1000
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors; scalars are strict (no ``"5"`` for 5, no ``true`` for 1, no
+    ``!!binary`` bytes for a string): a manifest says exactly what it means."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """YAML's ``true`` equals 1 in Python; a format version must be written as a number."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be the integer 1, not a boolean")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,6 +81,7 @@ class CommunityLoadFields(_Strict):
     url: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_URL_LENGTH,
         description="Hugging Face repo id, a ckpt download link, or a safetensors link.",
     )
     model_format: wire.ModelFormat | None = Field(
@@ -77,7 +97,10 @@ class CommunityLoadFields(_Strict):
         default=None, description="`private` or `public` (API default `public`)."
     )
     model_name: str | None = Field(
-        default=None, min_length=1, description="Display name; the model_id when left out."
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="Display name; the model_id when left out.",
     )
     force_load: wire.YesNo | None = Field(
         default=None, description="`yes` reloads automatically if the upload fails (default)."
@@ -85,7 +108,9 @@ class CommunityLoadFields(_Strict):
     revision: wire.Revision | None = Field(
         default=None, description="Weights precision, `fp16` (default) or `fp32`."
     )
-    model_image: str | None = Field(default=None, description="Image URL shown for the model.")
+    model_image: str | None = Field(
+        default=None, max_length=MAX_URL_LENGTH, description="Image URL shown for the model."
+    )
     hf_upload: wire.YesNo | None = Field(
         default=None, description="Undocumented by the API; default `no`."
     )
@@ -97,6 +122,7 @@ class EnterpriseLoadFields(_Strict):
     url: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_URL_LENGTH,
         description="Hugging Face repo id, a .ckpt link, or a model trained by the Dreambooth API.",
     )
     model_type: wire.EnterpriseModelType | None = Field(
@@ -109,7 +135,9 @@ class EnterpriseLoadFields(_Strict):
         default=None, description="Weights precision, `fp16` or `fp32` (default)."
     )
     webhook: str | None = Field(
-        default=None, description="URL the server POSTs to when the load ends."
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        description="URL the server POSTs to when the load ends.",
     )
     upcast_attention: wire.YesNo | None = Field(
         default=None, description="`yes` only for SD 2.1 (default `no`)."
@@ -177,7 +205,9 @@ UNION_TAGS = frozenset({"present", "absent", "community", "enterprise"})
 
 
 class _AccountBase(_Strict):
-    version: Literal[1] = Field(description="Manifest format version; only 1 exists.")
+    version: Annotated[Literal[1], BeforeValidator(_not_a_boolean)] = Field(
+        description="Manifest format version; only 1 exists."
+    )
     account: str = Field(
         min_length=1,
         max_length=64,
@@ -185,14 +215,18 @@ class _AccountBase(_Strict):
         description="Account name, unique across all manifests loaded together.",
     )
     key_env: str = Field(
+        max_length=MAX_KEY_ENV_LENGTH,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Name of the environment variable that holds this account's API key.",
+        description="Name of the environment variable that holds this account's API key; "
+        "it must match the operator's pattern (default: starts with MODELSLAB_).",
     )
     api_base: str | None = Field(
         default=None,
-        pattern=r"^https?://\S+$",
+        max_length=MAX_URL_LENGTH,
+        pattern=r"^https?://[^\s?#@]+$",
         description="API base URL ending in /api/ (else --api-base, RECONCILER_API_BASE, "
-        "then https://modelslab.com/api/).",
+        "then https://modelslab.com/api/). Only the official bases, loopback and the bases "
+        "the operator allows (--api-base, --allow-api-base) are accepted.",
     )
     queue_limit: int = Field(
         default=5, ge=1, le=100, description="Loads the API performs at once for this account."
@@ -202,8 +236,11 @@ class _AccountBase(_Strict):
         description="Which undeclared models to delete: none, those this tool loaded "
         "(managed), or all.",
     )
-    ignore: tuple[str, ...] = Field(
-        default=(), description="Glob patterns of model ids never touched nor reported."
+    ignore: tuple[Annotated[str, Field(max_length=MAX_NAME_LENGTH)], ...] = Field(
+        default=(),
+        strict=False,
+        max_length=MAX_IGNORE_PATTERNS,
+        description="Glob patterns of model ids never touched nor reported.",
     )
 
 
@@ -214,7 +251,9 @@ class CommunityAccount(_AccountBase):
     defaults: CommunityDefaults = Field(
         default_factory=CommunityDefaults, description="Merged under every model entry."
     )
-    models: tuple[CommunityEntry, ...] = Field(default=(), description="Declared models.")
+    models: tuple[CommunityEntry, ...] = Field(
+        default=(), strict=False, description="Declared models."
+    )
 
 
 class EnterpriseAccount(_AccountBase):
@@ -224,7 +263,9 @@ class EnterpriseAccount(_AccountBase):
     defaults: EnterpriseDefaults = Field(
         default_factory=EnterpriseDefaults, description="Merged under every model entry."
     )
-    models: tuple[EnterpriseEntry, ...] = Field(default=(), description="Declared models.")
+    models: tuple[EnterpriseEntry, ...] = Field(
+        default=(), strict=False, description="Declared models."
+    )
 
 
 Account = Annotated[CommunityAccount | EnterpriseAccount, Field(discriminator="api")]

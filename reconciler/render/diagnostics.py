@@ -1,18 +1,22 @@
-"""Render manifest problems: one line each as text, or a JSON document."""
+"""Render manifest problems: one line each as text, or a JSON document.
+
+A problem quotes a file name and, often, the value that is wrong: both come from a pull
+request, so the text form passes through :func:`~reconciler.render.safe_text.safe_text`.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TextIO
 
 from reconciler.errors import ManifestProblem
+from reconciler.render.safe_text import safe_json, safe_text
 
 
 def write_problems_text(problems: Sequence[ManifestProblem], stream: TextIO) -> None:
     """``file:line:col: path: message``, one problem a line, then a count."""
     for problem in problems:
-        stream.write(f"{problem}\n")
+        stream.write(f"{safe_text(str(problem))}\n")
     noun = "problem" if len(problems) == 1 else "problems"
     stream.write(f"{len(problems)} {noun} found\n")
 
@@ -27,4 +31,4 @@ def write_validation_json(
         "accounts": list(accounts),
         "problems": [p.as_dict() for p in problems],
     }
-    stream.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    stream.write(safe_json(document))

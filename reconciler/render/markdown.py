@@ -8,13 +8,15 @@ the blockers as a warning, one table per account and the field changes folded in
 ``max_chars``: field changes go first, then table rows, always keeping the marker and the
 summary and saying how much was left out.
 
-This module only builds a string. It never posts, never chooses an exit code and never holds a
+Text from outside (model ids, reasons, notes, field values) goes through
+:mod:`reconciler.render.safe_text`: HTML and markdown show literally, ``@name`` and ``#123``
+notify nobody, and no control character or workflow command passes. This module only builds a
+string. It never posts, never chooses an exit code and never holds a
 key (a plan has none).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from reconciler.core.plan import AccountPlan, Action, ModelChange, Plan
@@ -25,6 +27,7 @@ from reconciler.render.plan_text import (
     other_counts,
     reported_changes,
 )
+from reconciler.render.safe_text import code_fence, markdown_code, markdown_text, safe_text
 
 MARKER_PREFIX = "<!-- reconciler-plan: "
 DEFAULT_MAX_CHARS = 65_000
@@ -77,7 +80,7 @@ def _head(plan: Plan) -> str:
     if plan.has_changes():
         title = f"### Reconciler plan: {change_counts(plan)}\n\n{other_counts(plan)}.\n\n"
         if plan.unread:
-            title += f"**Incomplete:** could not read {', '.join(plan.unread)}.\n\n"
+            title += f"**Incomplete:** could not read {_inline(', '.join(plan.unread))}.\n\n"
     else:
         title = "### Reconciler plan: no changes\n\n" + _no_change_text(plan) + "\n\n"
     return f"{plan_marker(plan)}\n{title}{_blocker_warning(plan)}{_ledger_note(plan)}"
@@ -85,7 +88,7 @@ def _head(plan: Plan) -> str:
 
 def _no_change_text(plan: Plan) -> str:
     if plan.unread:
-        return f"**Incomplete:** could not read {', '.join(plan.unread)}."
+        return f"**Incomplete:** could not read {_inline(', '.join(plan.unread))}."
     if plan.counts()[Action.BLOCKED.value]:
         return f"{other_counts(plan)}."
     return "Every account matches its manifests."
@@ -127,10 +130,10 @@ def _details(changes: list[ModelChange]) -> str:
         return ""
     lines: list[str] = []
     for change in with_fields:
-        lines.append(f"{change.action.symbol} {change.model_id}")
+        lines.append(f"{change.action.symbol} {safe_text(change.model_id)}")
         lines.extend(f"    {field_line(field)}" for field in change.fields)
     body = "\n".join(lines)
-    fence = _fence(body)
+    fence = code_fence(body)
     noun = "model" if len(with_fields) == 1 else "models"
     return (
         f"<details><summary>Field changes of {len(with_fields)} {noun}</summary>\n\n"
@@ -167,19 +170,5 @@ def _chunks(sections: list[_Section]) -> list[tuple[str, bool]]:
     return chunks
 
 
-def _inline(text: str) -> str:
-    """Text safe inside a table cell or a list item: no pipes, no newlines, no raw HTML."""
-    return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;")
-
-
-def _code(text: str) -> str:
-    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if "`" in text else ""
-    # Code spans show HTML literally, so only pipes (table cells) and newlines need care.
-    content = " ".join(text.split()).replace("|", "\\|")
-    return f"{ticks}{pad}{content}{pad}{ticks}"
-
-
-def _fence(body: str) -> str:
-    longest = max((len(run) for run in re.findall(r"`+", body)), default=0)
-    return "`" * max(3, longest + 1)
+_inline = markdown_text
+_code = markdown_code

@@ -54,11 +54,11 @@ the one that was reviewed. A change of meaning of any field above raises ``forma
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, TextIO
 
 from reconciler.core.plan import Action, Plan
+from reconciler.render.safe_text import safe_json
 
 #: Keys of the document that are computed from the plan rather than part of it.
 DERIVED_KEYS = ("digest", "summary")
@@ -86,8 +86,9 @@ def plan_from_document(document: Mapping[str, Any]) -> Plan:
 
 
 def plan_json_text(plan: Plan) -> str:
-    """The document as text: sorted keys, two-space indent, a final newline."""
-    return json.dumps(plan_document(plan), sort_keys=True, indent=2) + "\n"
+    """The document as text: sorted keys, two-space indent, a final newline; ASCII only and
+    safe to print in a CI log (:func:`~reconciler.render.safe_text.safe_json`)."""
+    return safe_json(plan_document(plan))
 
 
 def write_plan_json(plan: Plan, stream: TextIO) -> None:

@@ -6,8 +6,10 @@ loads and replaces, notes and blockers; then a summary line and, if a guard fire
 lines saying apply will refuse to run. Output is deterministic: accounts and changes keep the
 plan's sorted order.
 
-This module only writes to the stream it is given. It never chooses an exit code and never
-prints an API key (a plan holds none).
+Model ids (some come from the API's listing), reasons, notes and field values pass through
+:func:`~reconciler.render.safe_text.safe_text`: no control character or workflow command from
+outside reaches the terminal or a CI log. This module only writes to the stream it is given. It
+never chooses an exit code and never prints an API key (a plan holds none).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TextIO
 from reconciler.core.diff import FieldChange
 from reconciler.core.live import Condition
 from reconciler.core.plan import AccountPlan, Action, ModelChange, Plan
+from reconciler.render.safe_text import safe_text
 
 #: Width of the action column: the longest action name and three spaces.
 _ACTION_COLUMN = max(len(action.value) for action in Action) + 3
@@ -45,8 +48,8 @@ def account_lines(account: AccountPlan, *, ledger_available: bool) -> list[str]:
     """The lines of one account: header, changes with their fields, reported models, notes."""
     listed = [change for change in account.changes if change.action is not Action.NOOP]
     reported = reported_changes(account, ledger_available=ledger_available)
-    lines = [f"account {account.account} ({account.api})"]
-    width = max((len(change.model_id) for change in listed), default=0)
+    lines = [f"account {safe_text(account.account)} ({account.api})"]
+    width = max((len(safe_text(change.model_id)) for change in listed), default=0)
     for change in listed:
         lines.append(change_line(change, width))
         if change.action in _SHOWS_FIELDS:
@@ -56,25 +59,27 @@ def account_lines(account: AccountPlan, *, ledger_available: bool) -> list[str]:
         lines.extend(_reported_lines(reported))
     if not listed and not reported:
         lines.append("  no changes")
-    lines.extend(f"  note: {note}" for note in account.notes)
-    lines.extend(f"  ! {blocker}" for blocker in account.blockers)
+    lines.extend(f"  note: {safe_text(note)}" for note in account.notes)
+    lines.extend(f"  ! {safe_text(blocker)}" for blocker in account.blockers)
     return lines
 
 
 def change_line(change: ModelChange, width: int) -> str:
     """``  + load      analog-diffusion   not on the account``."""
     action = change.action
-    text = f"  {action.symbol} {action.value:<{_ACTION_COLUMN}}{change.model_id:<{width}}"
-    return f"{text}   {change.reason}".rstrip()
+    model_id = safe_text(change.model_id)
+    text = f"  {action.symbol} {action.value:<{_ACTION_COLUMN}}{model_id:<{width}}"
+    return f"{text}   {safe_text(change.reason)}".rstrip()
 
 
 def field_line(field: FieldChange) -> str:
     """``url: "old" → "new"``, or ``+ url = "new"`` when added, ``- url = "old"`` when removed."""
+    path = safe_text(field.path)
     if field.old is None:
-        return f"+ {field.path} = {_quoted(field.new)}"
+        return f"+ {path} = {_quoted(field.new)}"
     if field.new is None:
-        return f"- {field.path} = {_quoted(field.old)}"
-    return f"{field.path}: {_quoted(field.old)} → {_quoted(field.new)}"
+        return f"- {path} = {_quoted(field.old)}"
+    return f"{path}: {_quoted(field.old)} → {_quoted(field.new)}"
 
 
 def reported_changes(account: AccountPlan, *, ledger_available: bool) -> list[ModelChange]:
@@ -99,7 +104,8 @@ def summary_line(plan: Plan) -> str:
     accounts could not be read (a plan without them is incomplete, never "no changes")."""
     if plan.unread:
         done = f"Plan: {change_counts(plan)}" if plan.has_changes() else "No changes found"
-        return f"{done}, but the plan is incomplete: could not read {', '.join(plan.unread)}."
+        unread = safe_text(", ".join(plan.unread))
+        return f"{done}, but the plan is incomplete: could not read {unread}."
     if plan.has_changes():
         return f"Plan: {change_counts(plan)}. {other_counts(plan)}."
     if plan.counts()[Action.BLOCKED.value]:
@@ -108,10 +114,12 @@ def summary_line(plan: Plan) -> str:
 
 
 def blocker_messages(plan: Plan) -> list[str]:
-    """Every guard that stops the run: the run's own, then each account's, named."""
-    messages = list(plan.blockers)
+    """Every guard that stops the run: the run's own, then each account's, named; made safe."""
+    messages = [safe_text(blocker) for blocker in plan.blockers]
     for account in plan.accounts:
-        messages.extend(f"account {account.account}: {blocker}" for blocker in account.blockers)
+        messages.extend(
+            safe_text(f"account {account.account}: {blocker}") for blocker in account.blockers
+        )
     return messages
 
 
@@ -125,9 +133,14 @@ def _is_reported(change: ModelChange, ledger_available: bool) -> bool:
 
 
 def _reported_lines(changes: Sequence[ModelChange]) -> list[str]:
-    width = max(len(change.model_id) for change in changes)
-    return [f"    {change.model_id:<{width}}  {change.reason}".rstrip() for change in changes]
+    ids = [safe_text(change.model_id) for change in changes]
+    width = max(len(model_id) for model_id in ids)
+    return [
+        f"    {model_id:<{width}}  {safe_text(change.reason)}".rstrip()
+        for model_id, change in zip(ids, changes, strict=True)
+    ]
 
 
 def _quoted(value: str | None) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """A JSON string; json escapes C0 controls, :func:`safe_text` the rest (DEL, C1, bidi)."""
+    return safe_text(json.dumps(value, ensure_ascii=False))

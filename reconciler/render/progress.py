@@ -5,7 +5,9 @@ time) with events printed above it; rich is imported only then, not by every com
 Elsewhere (CI logs, pipes), plain timestamped lines, one per event and one per account update
 whose phase or counts changed, so logs stay short.
 
-Sinks only write to the stream they are given; they never raise (a broken stream must not
+Events carry model ids and the API's own messages, so every text passes through
+:func:`~reconciler.render.safe_text.safe_text` (and rich gets :class:`~rich.text.Text`, never
+markup). Sinks only write to the stream they are given; they never raise (a broken stream must not
 fail a run) and never decide anything about the run.
 """
 
@@ -20,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from reconciler.core.events import ProgressSink
+from reconciler.render.safe_text import safe_text
 
 if TYPE_CHECKING:  # rich is imported when a live display is made, not by every command
     from rich.console import Console, RenderableType
@@ -99,7 +102,7 @@ class PlainProgress:
     def _emit(self, text: str) -> None:
         stamp = self._now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with suppress(OSError, ValueError):
-            self._stream.write(f"{stamp} {text}\n")
+            self._stream.write(f"{stamp} {safe_text(text)}\n")
 
 
 @dataclass
@@ -153,7 +156,8 @@ class LiveProgress:
         from rich.text import Text
 
         self._guarded(self._start)
-        self._guarded(lambda: self._live.console.print(Text(f"{account}: {message}")))
+        line = Text(safe_text(f"{account}: {message}"))
+        self._guarded(lambda: self._live.console.print(line))
 
     def close(self) -> None:
         """Draw the final state once more and leave it on the terminal."""
@@ -178,12 +182,15 @@ class LiveProgress:
                 for name, line in sorted(self._accounts.items())
             ]
         from rich.table import Table
+        from rich.text import Text
 
         grid = Table.grid(padding=(0, 2))
         for _ in range(4):
             grid.add_column()
         for name, phase, counts, elapsed in rows:
-            grid.add_row(name, phase, counts, format_elapsed(elapsed))
+            # Text cells: a plain string would be read as rich markup.
+            cells = (safe_text(name), safe_text(phase), safe_text(counts), format_elapsed(elapsed))
+            grid.add_row(*(Text(cell) for cell in cells))
         return grid
 
     def _start(self) -> None:

@@ -3,12 +3,13 @@
 :func:`status_rows` is a pure helper that joins the manifests, the live state and the ledger
 into rows (no I/O); the writers print them to a given stream. Undeclared models matching the
 account's ``ignore`` globs are left out, as the planner leaves them out. Nothing here plans,
-calls the API or chooses an exit code.
+calls the API or chooses an exit code. Every cell of the text table passes through
+:func:`~reconciler.render.safe_text.safe_text`: model ids come from the API, ledger entries
+from a file.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reconciler.core.live import Condition, LiveState
 from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.manifest.models import LoadedAccount
+from reconciler.render.safe_text import safe_json, safe_text
 
 STATUS_FORMAT_VERSION = 1
 _COLUMNS = ("MODEL", "CONDITION", "DECLARED", "MANAGED", "LAST APPLY")
@@ -76,7 +78,7 @@ def write_status_text(rows: Sequence[AccountStatus], stream: TextIO) -> None:
     for index, account in enumerate(rows):
         if index:
             stream.write("\n")
-        stream.write(f"account {account.account} ({account.api})\n")
+        stream.write(f"account {safe_text(account.account)} ({safe_text(account.api)})\n")
         for line in _table(account.models):
             stream.write(f"  {line}\n")
 
@@ -87,7 +89,7 @@ def write_status_json(rows: Sequence[AccountStatus], stream: TextIO) -> None:
         "format_version": STATUS_FORMAT_VERSION,
         "accounts": [account.model_dump(mode="json") for account in rows],
     }
-    stream.write(json.dumps(document, sort_keys=True, indent=2) + "\n")
+    stream.write(safe_json(document))
 
 
 def _account_status(
@@ -124,11 +126,11 @@ def _model_status(
 def _table(models: Sequence[ModelStatus]) -> list[str]:
     cells = [_COLUMNS] + [
         (
-            m.model_id,
-            m.condition_text(),
+            safe_text(m.model_id),
+            safe_text(m.condition_text()),
             _yes_no(m.declared),
             _yes_no(m.managed),
-            m.last_apply_text(),
+            safe_text(m.last_apply_text()),
         )
         for m in models
     ]

@@ -302,12 +302,16 @@ async def test_the_settings_deadline_still_applies_when_it_is_sooner(
 # -- what read-side failures report ----------------------------------------------------------------
 
 
+def rate_limited(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(429, json={"status": "error", "message": "Rate limit exceeded"})
+
+
 @pytest.mark.parametrize(
     "respond",
     [
         server_error,
         lambda r: httpx.Response(200, content=b"<html>", headers={"content-type": "text/html"}),
-        lambda r: httpx.Response(429, json={"status": "error", "message": "Rate limit exceeded"}),
+        rate_limited,
         refused,
     ],
     ids=["server-error", "malformed", "rate-limited", "unreachable"],
@@ -316,8 +320,12 @@ async def test_a_failed_read_reports_api_unreachable(
     mock_account: MockAccount,
     respond: Callable[[httpx.Request], httpx.Response],
 ) -> None:
-    """Not ``apply-failed``: a listing that could not be read applied nothing."""
+    """Not ``apply-failed``: a listing that could not be read applied nothing.
+
+    A refusal by the rate limits is ``rate-limited`` (issue 9): the API answered.
+    """
     async with mock_account(Counting(respond), api="enterprise") as account:
         with pytest.raises(ApiError) as caught:
             await account.read_live()
-    assert caught.value.failure_reason == "api-unreachable"
+    expected = "rate-limited" if respond is rate_limited else "api-unreachable"
+    assert caught.value.failure_reason == expected

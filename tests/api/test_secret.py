@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import copy
+import logging
 import pickle
 
 import pytest
 
-from reconciler.api.secret import ApiKey, key_from_env
+from reconciler.api.client import ApiClient, normalise_api_base
+from reconciler.api.secret import (
+    ApiKey,
+    install_log_redaction,
+    key_from_env,
+    redact_url_credentials,
+)
 from reconciler.errors import ConfigError
 
 
@@ -60,3 +67,61 @@ def test_a_key_can_be_copied_but_not_pickled(canary: str) -> None:
     assert copy.deepcopy({"key": key})["key"] is key
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(key)
+
+
+def test_a_key_env_that_is_not_a_variable_name_is_not_echoed() -> None:
+    pasted = "sk_live_0123456789abcdefFEDCBA"
+    with pytest.raises(ConfigError) as caught:
+        key_from_env("studio-prod", pasted, {})
+    assert pasted not in str(caught.value)
+    assert "studio-prod: the environment variable that key_env names is not set" in str(
+        caught.value
+    )
+
+
+def test_url_credentials_are_redacted() -> None:
+    text = "bad http://user:PASS@127.0.0.1:99999/api/ and HTTPS://tok@x.example/api/ ok"
+    assert redact_url_credentials(text) == (
+        "bad http://****@127.0.0.1:99999/api/ and HTTPS://****@x.example/api/ ok"
+    )
+    assert redact_url_credentials("https://modelslab.com/api/") == "https://modelslab.com/api/"
+
+
+def test_every_log_record_is_redacted(canary: str, caplog: pytest.LogCaptureFixture) -> None:
+    install_log_redaction()
+    install_log_redaction()  # idempotent
+    key = ApiKey(canary)
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("httpx").info("HTTP Request: POST %s", "http://u:PASS@h/api/v3/x")
+        logging.getLogger("anything").warning("echo %s and %s", canary.lower(), canary[:-2])
+    assert "PASS" not in caplog.text
+    assert canary.lower() not in caplog.text.lower()
+    assert canary[:-2].lower() not in caplog.text.lower()
+    assert "http://****@h/api/v3/x" in caplog.text
+    del key
+
+
+def test_a_bad_base_url_error_does_not_show_its_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        normalise_api_base("http://user:PASS@127.0.0.1:99999/api/")
+    assert "PASS" not in str(caught.value)
+    assert "http://****@127.0.0.1:99999/api/" in str(caught.value)
+
+
+@pytest.mark.anyio
+async def test_an_account_client_repr_does_not_show_a_password(canary: str) -> None:
+    async with ApiClient() as client:
+        account = client.account("a", "community", ApiKey(canary), "http://u:PASS@h/api/")
+        assert "PASS" not in repr(account)
+        assert canary not in repr(account)
+
+
+def test_log_records_keep_their_arguments(caplog: pytest.LogCaptureFixture) -> None:
+    """Formatters that read ``record.args`` (uvicorn's access log) still find them."""
+    install_log_redaction()
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("uvicorn.access").info("%s %s", "127.0.0.1", "POST /api/")
+        logging.getLogger("x").info("%s at %s", "http://u:PASS@h/api/", "now")
+    plain, redacted = caplog.records
+    assert plain.args == ("127.0.0.1", "POST /api/")
+    assert redacted.args == ("http://****@h/api/", "now")

@@ -15,7 +15,7 @@ from reconciler.errors import ApiError, ConfigError, ReconcilerError
 
 
 def _raising(exc: BaseException) -> object:
-    def load_manifests(paths: Sequence[str]) -> object:
+    def load_manifests(paths: Sequence[str], policy: object = None) -> object:
         raise exc
 
     return load_manifests
@@ -136,5 +136,5 @@ def test_python_dash_m_runs_the_same_boundary(tmp_path: Path) -> None:
     )
 
     assert done.returncode == 1
-    assert "missing.yaml:0:0: no such file or folder" in done.stderr
+    assert "missing.yaml:1:1: no such file or folder" in done.stderr
     assert "Traceback" not in done.stderr

@@ -15,8 +15,10 @@ ManifestTree = Callable[[Mapping[str, str]], Path]
 
 REPO = Path(__file__).resolve().parents[2]
 
-COMMUNITY = "version: 1\naccount: acme\napi: community\nkey_env: ACME_KEY\n"  # lines 1-4
-ENTERPRISE = "version: 1\naccount: farm\napi: enterprise\nkey_env: FARM_KEY\n"  # lines 1-4
+COMMUNITY = "version: 1\naccount: acme\napi: community\nkey_env: MODELSLAB_ACME_KEY\n"  # lines 1-4
+ENTERPRISE = (
+    "version: 1\naccount: farm\napi: enterprise\nkey_env: MODELSLAB_FARM_KEY\n"  # lines 1-4
+)
 C_MODEL = (  # a valid community entry, 4 lines
     "  - model_id: m1\n"
     "    url: org/repo\n"
@@ -127,7 +129,7 @@ BROKEN = [
     # --- account fields -----------------------------------------------------------------------
     Broken(
         "missing-version",
-        {"m.yaml": "account: acme\napi: community\nkey_env: ACME_KEY\n"},
+        {"m.yaml": "account: acme\napi: community\nkey_env: MODELSLAB_ACME_KEY\n"},
         "m.yaml:1:",
         "version",
         ("'version' is required",),
@@ -141,7 +143,7 @@ BROKEN = [
     ),
     Broken(
         "missing-api",
-        {"m.yaml": "version: 1\naccount: acme\nkey_env: ACME_KEY\n"},
+        {"m.yaml": "version: 1\naccount: acme\nkey_env: MODELSLAB_ACME_KEY\n"},
         "m.yaml:1:",
         "api",
         ("'api' is required", "community or enterprise"),
@@ -155,7 +157,7 @@ BROKEN = [
     ),
     Broken(
         "missing-account",
-        {"m.yaml": "version: 1\napi: community\nkey_env: ACME_KEY\n"},
+        {"m.yaml": "version: 1\napi: community\nkey_env: MODELSLAB_ACME_KEY\n"},
         "m.yaml:1:",
         "account",
         ("'account' is required",),
@@ -169,10 +171,10 @@ BROKEN = [
     ),
     Broken(
         "key-env-pattern",
-        {"m.yaml": COMMUNITY.replace("ACME_KEY", "sk-live-9f8e7d6c")},
+        {"m.yaml": COMMUNITY.replace("MODELSLAB_ACME_KEY", "sk-live-9f8e7d6c")},
         "m.yaml:4:",
         "key_env",
-        ("does not match the pattern",),
+        ("key_env is not a valid variable name (value hidden)",),
         secret="9f8e7d6c",
     ),
     Broken(
@@ -231,6 +233,123 @@ BROKEN = [
         "api_key",
         ("never holds an API key", "key_env"),
         secret="top-secret-4242",
+    ),
+    # --- strict types and bounded lengths (issue 14) ------------------------------------------
+    Broken(
+        "version-boolean",
+        {"m.yaml": COMMUNITY.replace("version: 1", "version: true")},
+        "m.yaml:1:",
+        "version",
+        ("not a boolean",),
+    ),
+    Broken(
+        "queue-limit-string",
+        {"m.yaml": COMMUNITY + 'queue_limit: "5"\n'},
+        "m.yaml:5:",
+        "queue_limit",
+        ("valid integer", "string"),
+    ),
+    Broken(
+        "queue-limit-boolean",
+        {"m.yaml": COMMUNITY + "queue_limit: true\n"},
+        "m.yaml:5:",
+        "queue_limit",
+        ("valid integer", "boolean"),
+    ),
+    Broken(
+        "protect-string",
+        {"m.yaml": COMMUNITY + "models:\n" + C_MODEL + '    protect: "yes"\n'},
+        "m.yaml:10:",
+        "models[0].protect",
+        ("valid boolean", "string"),
+    ),
+    Broken(
+        "model-name-binary",
+        {"m.yaml": COMMUNITY + "models:\n" + C_MODEL + "    model_name: !!binary aGVsbG8=\n"},
+        "m.yaml:10:",
+        "models[0].model_name",
+        ("valid string", "bytes"),
+    ),
+    Broken(
+        "key-env-huge",
+        {"m.yaml": COMMUNITY.replace("MODELSLAB_ACME_KEY", "MODELSLAB_" + "A" * 100_000)},
+        "m.yaml:4:",
+        "key_env",
+        ("(value hidden)",),
+        secret="A" * 40,
+    ),
+    Broken(
+        "url-too-long",
+        {"m.yaml": COMMUNITY + "models:\n" + C_MODEL.replace("org/repo", "o/" + "r" * 3000)},
+        "m.yaml:7:",
+        "models[0].url",
+        ("at most 2048 characters",),
+    ),
+    Broken(
+        "ignore-too-many",
+        {"m.yaml": COMMUNITY + "ignore: [" + ", ".join(f"p{i}" for i in range(1001)) + "]\n"},
+        "m.yaml:5:",
+        "ignore",
+        ("at most 1000 items",),
+    ),
+    # --- the operator's trust policy (issue 9) and what plan would refuse (issue 14) ----------
+    Broken(
+        "key-env-outside-the-pattern",
+        {"m.yaml": COMMUNITY.replace("MODELSLAB_ACME_KEY", "GITHUB_TOKEN")},
+        "m.yaml:4:10",
+        "key_env",
+        ("outside the operator's pattern", "(value hidden)", "--key-env-pattern"),
+        secret="GITHUB_TOKEN",
+    ),
+    Broken(
+        "api-base-foreign",
+        {"m.yaml": COMMUNITY + "api_base: https://attacker.example/api/\n"},
+        "m.yaml:5:11",
+        "api_base",
+        ("not an official API base", "--allow-api-base"),
+    ),
+    Broken(
+        "api-base-plain-http",
+        {"m.yaml": COMMUNITY + "api_base: http://modelslab.com/api/\n"},
+        "m.yaml:5:11",
+        "api_base",
+        ("plain http://", "use an https:// base"),
+    ),
+    Broken(
+        "api-base-port-out-of-range",
+        {"m.yaml": COMMUNITY + "api_base: http://127.0.0.1:99999/api/\n"},
+        "m.yaml:5:11",
+        "api_base",
+        ("the port 99999 is not in 1-65535",),
+    ),
+    Broken(
+        "api-base-query",
+        {"m.yaml": COMMUNITY + "api_base: http://127.0.0.1:8080/api/?a=1\n"},
+        "m.yaml:5:11",
+        "api_base",
+        ("a query",),
+    ),
+    Broken(
+        "api-base-fragment",
+        {"m.yaml": COMMUNITY + "api_base: 'http://127.0.0.1:8080/api/#x'\n"},
+        "m.yaml:5:11",
+        "api_base",
+        ("a fragment",),
+    ),
+    Broken(
+        "api-base-unclosed-ipv6",
+        {"m.yaml": COMMUNITY + "api_base: http://[::1\n"},
+        "m.yaml:5:11",
+        "api_base",
+        ("IPv6 address is not closed",),
+    ),
+    Broken(
+        "api-base-password",
+        {"m.yaml": COMMUNITY + "api_base: http://me:Pa55w0rd@127.0.0.1:8080/api/\n"},
+        "m.yaml:5:11",
+        "api_base",
+        ("user name or password",),
+        secret="Pa55w0rd",
     ),
     # --- defaults -----------------------------------------------------------------------------
     Broken(
@@ -396,7 +515,7 @@ BROKEN = [
     Broken(
         "non-existent-path",
         {"m.yaml": COMMUNITY},
-        "missing.yaml:0:",
+        "missing.yaml:1:1:",
         "",
         ("no such file or folder",),
         args=("missing.yaml",),
@@ -404,12 +523,26 @@ BROKEN = [
     Broken(
         "folder-without-yaml",
         {"empty/readme.txt": "not a manifest\n"},
-        "empty:0:",
+        "empty:1:1:",
         "",
         ("no *.yaml manifests",),
         args=("empty",),
     ),
 ]
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=lambda case: case.id)
+def test_every_problem_points_at_a_real_line_and_column(
+    case: Broken, in_tree: ManifestTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: line 0 is a bug; a problem with a path itself points at its line 1."""
+    in_tree(case.files)
+
+    assert run(["validate", "-o", "json", *case.args]) == 1
+
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert problems
+    assert all(p["line"] >= 1 and p["column"] >= 1 for p in problems), problems
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.core.ledger_fold import LedgerEvent, next_entry
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.plan import AccountPlan, Action, Plan, make_plan
 from reconciler.core.records import LedgerEntry, LedgerState
@@ -179,21 +180,27 @@ def apply_plan(world: World, plan: Plan) -> World:
     for account in plan.accounts:
         models = live[account.account]
         for change in account.changes:
-            entry: LedgerEntry | None = None
             before = ledger.entries(account.account).get(change.model_id) if ledger else None
-            if change.action is Action.RELOAD and before is not None:
-                # A reload brings back the spec that was loaded, not the declared one.
+            if change.action in (Action.LOAD, Action.REPLACE, Action.RELOAD, Action.WAIT):
                 models[change.model_id] = LiveModel(change.model_id, Condition.READY)
-                entry = before.model_copy(update={"outcome": "ready"})
-            elif change.action in (Action.LOAD, Action.REPLACE, Action.RELOAD, Action.WAIT):
-                models[change.model_id] = LiveModel(change.model_id, Condition.READY)
-                entry = _entry(change.spec, "ready")
+                events = [LedgerEvent.INTENT, LedgerEvent.ACCEPTED, LedgerEvent.READY]
             elif change.action is Action.DELETE:
                 models.pop(change.model_id)
+                events = [LedgerEvent.INTENT, LedgerEvent.DELETED]
             elif _adopts(change.action, change.declared, change.managed, bool(change.spec)):
-                entry = _entry(change.spec, "adopted")
+                events = [LedgerEvent.ADOPTED]
             else:
                 continue
+            entry = before
+            for event in events:  # the same fold apply uses, event by event
+                entry = next_entry(
+                    entry,
+                    event,
+                    action=change.action.value,
+                    spec=change.spec,
+                    spec_hash=change.spec_hash,
+                    at=WHEN,
+                )
             if ledger is not None:
                 ledger = ledger.with_entry(account.account, change.model_id, entry)
     states = {name: LiveState(name, models) for name, models in live.items()}

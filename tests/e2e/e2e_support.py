@@ -39,10 +39,10 @@ EIGHT_DAYS = 8 * 86_400
 
 #: Emulator accounts: name → (api, queue_limit, key variable).
 ACCOUNTS: Mapping[str, tuple[ApiKind, int, str]] = {
-    "studio": ("community", 5, "E2E_KEY_STUDIO"),
-    "farm": ("enterprise", 5, "E2E_KEY_FARM"),
-    "narrow": ("community", 2, "E2E_KEY_NARROW"),
-    "narrow-farm": ("enterprise", 2, "E2E_KEY_NARROW_FARM"),
+    "studio": ("community", 5, "MODELSLAB_E2E_KEY_STUDIO"),
+    "farm": ("enterprise", 5, "MODELSLAB_E2E_KEY_FARM"),
+    "narrow": ("community", 2, "MODELSLAB_E2E_KEY_NARROW"),
+    "narrow-farm": ("enterprise", 2, "MODELSLAB_E2E_KEY_NARROW_FARM"),
 }
 
 LOAD_ENDPOINTS = ("v3/load_model", "v4/dreambooth/model_reload", "v1/enterprise/load_model")
@@ -118,8 +118,8 @@ class World:
 
     @property
     def ledger(self) -> Path:
-        """The ledger file every command of the test uses."""
-        return self.root / "ledger.json"
+        """The ledger folder every command of the test uses."""
+        return self.root / "ledger"
 
     @property
     def global_args(self) -> list[str]:

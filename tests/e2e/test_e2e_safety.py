@@ -3,6 +3,8 @@ the prune policies, ``ignore``, ``--max-deletes``, the never-empty guard, stale 
 
 from __future__ import annotations
 
+import os
+
 from e2e_support import (
     World,
     absent,
@@ -14,7 +16,7 @@ from e2e_support import (
     items,
 )
 
-from reconciler.ledger.store import JsonFileLedger
+from reconciler.ledger.folder import FolderLedger
 
 READY = "model_ready"
 DELETE = "v1/enterprise/delete_model"
@@ -227,12 +229,14 @@ def test_stale_saved_plan_is_refused_and_a_fresh_one_applies(world: World) -> No
 def test_a_held_ledger_lock_refuses_apply_before_any_request(world: World) -> None:
     world.manifest("studio", [community_model("wanted")])
 
-    with JsonFileLedger(world.ledger).lock():  # another run on this machine holds it
+    with FolderLedger(world.ledger).session():  # another run on this machine holds it
         refused = world.apply("-o", "json")
 
     assert refused.code == 1, refused.text
     report = refused.json()
     assert report["failure_reason"] == "locked"
-    assert "locked by another reconciler run" in report["refused"]
+    assert "in use by another reconciler run" in report["refused"]
+    assert f"pid {os.getpid()}" in report["refused"]  # says who holds it, to check on
+    assert "delete" not in report["refused"].replace("nothing to delete", "")
     assert world.mutations() == {}
     assert world.apply().code == 0  # once released, the next run goes ahead

@@ -15,6 +15,7 @@ from test_e2e_failures import LoseFirstLoad, _config
 from reconciler.apply import ApplyOptions
 from reconciler.core.records import LedgerState
 from reconciler.engine import RunConfig, run_apply, run_plan
+from reconciler.ledger.memory import MemorySession
 
 READY = "model_ready"
 FAST = ApplyOptions(timeout=20.0, poll_interval=0.6)
@@ -30,11 +31,10 @@ def _single_try(config: RunConfig) -> RunConfig:
 async def _first_apply(world: World, account: str, models: list[dict[str, str]]) -> LedgerState:
     """Apply ``models`` plainly and return the ledger it leaves."""
     world.manifest(account, models)
-    _, report, ledger = await run_apply(
-        _config(world, account, httpx.AsyncHTTPTransport()), LedgerState(), FAST
-    )
+    session = MemorySession()
+    _, report = await run_apply(_config(world, account, httpx.AsyncHTTPTransport()), session, FAST)
     assert report.ok(), report.model_dump_json(indent=2)
-    assert ledger is not None
+    ledger = session.current_state()
     world.advance(30)  # a spam window: the next run's first listing is a new request
     return ledger
 
@@ -47,7 +47,9 @@ async def test_a_lost_enterprise_replace_is_not_recorded_as_applied(world: World
     world.manifest("farm", [enterprise_model("m", url="org/v2")])
     transport = LoseFirstLoad(deliver=False)
 
-    _, report, after = await run_apply(_config(world, "farm", transport), ledger, FAST)
+    session = MemorySession(ledger)
+    _, report = await run_apply(_config(world, "farm", transport), session, FAST)
+    after = session.current_state()
 
     assert transport.lost == ["m"]
     item = report.accounts[0].items[0]
@@ -70,7 +72,9 @@ async def test_a_landed_enterprise_replace_is_confirmed_by_the_listing(world: Wo
     world.manifest("farm", [enterprise_model("m", url="org/v2")])
     transport = LoseFirstLoad(deliver=True)
 
-    _, report, after = await run_apply(_config(world, "farm", transport), ledger, FAST)
+    session = MemorySession(ledger)
+    _, report = await run_apply(_config(world, "farm", transport), session, FAST)
+    after = session.current_state()
 
     assert report.ok(), report.model_dump_json(indent=2)
     assert after is not None and after.entries("farm")["m"].spec["url"] == "org/v2"
@@ -114,7 +118,7 @@ async def test_a_load_is_not_resent_when_the_check_listing_fails(world: World) -
     transport = LoseLoadAnswerThenListings(blind=2)
     config = _single_try(_config(world, "studio", transport))
 
-    _, report, _ = await run_apply(config, LedgerState(), FAST)
+    _, report = await run_apply(config, MemorySession(), FAST)
 
     assert report.ok(), report.model_dump_json(indent=2)
     assert world.models("studio")["m"]["loads"] == 1
@@ -146,11 +150,12 @@ async def test_failed_listings_while_waiting_do_not_abandon_the_account(world: W
     world.manifest("farm", [enterprise_model("a"), enterprise_model("b")])
     config = _single_try(_config(world, "farm", FailListings(good=1, bad=3)))
 
-    _, report, ledger = await run_apply(config, LedgerState(), FAST)
+    session = MemorySession()
+    _, report = await run_apply(config, session, FAST)
 
     assert report.ok(), report.model_dump_json(indent=2)
     assert world.statuses("farm") == {"a": READY, "b": READY}
-    assert ledger is not None
+    ledger = session.current_state()
     assert {e.outcome for e in ledger.entries("farm").values()} == {"ready"}
 
 
@@ -168,8 +173,8 @@ async def test_a_failing_enterprise_load_frees_its_queue_place_after_the_grace(
     )
     options = ApplyOptions(timeout=8.0, poll_interval=0.6, load_grace=2.0)
 
-    _, report, _ = await run_apply(
-        _config(world, "narrow-farm", httpx.AsyncHTTPTransport()), LedgerState(), options
+    _, report = await run_apply(
+        _config(world, "narrow-farm", httpx.AsyncHTTPTransport()), MemorySession(), options
     )
 
     assert world.statuses("narrow-farm") == {"a-broken": "model_failed", "b-good": READY}
@@ -185,7 +190,7 @@ def test_an_incomplete_plan_says_so_and_is_not_saved(
         [community_model("m")],
     )
     world.manifest("farm", [enterprise_model("x")])
-    monkeypatch.delenv("E2E_KEY_FARM")
+    monkeypatch.delenv("MODELSLAB_E2E_KEY_FARM")
     saved = world.root / "plan.json"
 
     planned = world.plan("--out", str(saved))
@@ -199,26 +204,37 @@ def test_an_incomplete_plan_says_so_and_is_not_saved(
 
 
 @pytest.mark.anyio
-async def test_each_accepted_request_is_saved_in_the_ledger_at_once(world: World) -> None:
-    """An interrupted run still leaves a ledger that knows what was sent: every accepted
-    request is saved as ``applied`` before its outcome is known."""
+async def test_each_request_is_recorded_before_it_is_sent_and_as_it_is_accepted(
+    world: World,
+) -> None:
+    """An interrupted run still leaves a ledger that knows what may have been sent: each
+    load's intent is recorded before the request, its acceptance as soon as the answer comes,
+    and its outcome at the end."""
     world.manifest("farm", [enterprise_model("a"), enterprise_model("b")])
-    saved: list[LedgerState] = []
+    session = MemorySession()
 
-    _, report, final = await run_apply(
-        _config(world, "farm", httpx.AsyncHTTPTransport()),
-        LedgerState(),
-        FAST,
-        save=saved.append,
-    )
+    _, report = await run_apply(_config(world, "farm", httpx.AsyncHTTPTransport()), session, FAST)
 
     assert report.ok(), report.model_dump_json(indent=2)
-    assert [sorted(s.entries("farm")) for s in saved] == [["a"], ["a", "b"]]
-    assert {e.outcome for e in saved[-1].entries("farm").values()} == {"applied"}
-    assert final is not None and {e.outcome for e in final.entries("farm").values()} == {"ready"}
+    steps = [
+        (model_id, entry.outcome if entry else None, bool(entry and entry.pending))
+        for _, model_id, entry in session.records
+    ]
+    for model_id in ("a", "b"):
+        assert [step for step in steps if step[0] == model_id] == [
+            (model_id, "pending", True),  # the intent, before the request
+            (model_id, "applied", False),  # accepted
+            (model_id, "ready", False),  # the outcome
+        ]
+    # one wave: both intents are on disk before either answer is recorded
+    assert [s[1] for s in steps[:2]] == ["pending", "pending"]
+    assert session.claimed == ["farm"] and session.checkpoints == ["farm"]
+    final = session.current_state()
+    assert {e.outcome for e in final.entries("farm").values()} == {"ready"}
 
 
-def test_an_unusable_api_base_fails_its_account_only(world: World) -> None:
+def test_an_unusable_api_base_is_an_invalid_manifest(world: World) -> None:
+    """Issue 14: validate and plan agree; an unusable api_base is refused before any request."""
     world.manifest(
         "studio",
         [community_model("m")],
@@ -228,8 +244,7 @@ def test_an_unusable_api_base_fails_its_account_only(world: World) -> None:
     planned = world.plan("-o", "json")
 
     assert planned.code == 1
-    assert "farm: invalid API base URL" in planned.err
+    assert "farm.yaml:3:11: api_base: invalid API base URL" in planned.err
+    assert "the port 99999 is not in 1-65535" in planned.err
     assert "Traceback" not in planned.text
-    document = json.loads(planned.out)
-    assert document["unread"] == ["farm"]
-    assert [a["account"] for a in document["accounts"]] == ["studio"]
+    assert world.count("v3/finetune_list") == 0  # refused before any request

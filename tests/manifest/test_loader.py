@@ -34,7 +34,7 @@ COMMUNITY = """\
 version: 1
 account: acme
 api: community
-key_env: ACME_KEY
+key_env: MODELSLAB_ACME_KEY
 defaults:
   revision: fp32
   model_visibility: private
@@ -58,7 +58,7 @@ ENTERPRISE = """\
 version: 1
 account: farm
 api: enterprise
-key_env: FARM_KEY
+key_env: MODELSLAB_FARM_KEY
 defaults:
   model_type: huggingface
   protect: true
@@ -147,7 +147,7 @@ def test_an_error_carries_every_problem_as_data(manifest_tree: ManifestTree) -> 
 
 def test_a_missing_field_is_reported_with_the_schema_errors(manifest_tree: ManifestTree) -> None:
     text = (
-        "version: 1\naccount: a\napi: community\nkey_env: K\nmodels:\n"
+        "version: 1\naccount: a\napi: community\nkey_env: MODELSLAB_K\nmodels:\n"
         "  - model_id: x\n    url: org/x\n    model_format: safetensor\n"
     )
     root = manifest_tree({"a.yaml": text})
@@ -164,7 +164,7 @@ def test_a_file_that_is_not_utf8_is_a_problem(manifest_tree: ManifestTree) -> No
     root = manifest_tree({})
     (root / "bad.yaml").write_bytes(b"version: 1\naccount: \xff\xfe\n")
 
-    with pytest.raises(ManifestError, match="cannot read"):
+    with pytest.raises(ManifestError, match=r"bad\.yaml:2:10: not UTF-8 text \(byte 0xff\)"):
         load_manifests([root])
 
 
@@ -172,7 +172,8 @@ def test_odd_keys_are_escaped_so_each_problem_stays_one_line(
     manifest_tree: ManifestTree,
 ) -> None:
     text = (
-        'version: 1\naccount: a\napi: community\nkey_env: K\n"a\\nb": 1\ndefaults: {"\\u2028": 1}\n'
+        "version: 1\naccount: a\napi: community\nkey_env: MODELSLAB_K\n"
+        '"a\\nb": 1\ndefaults: {"\\u2028": 1}\n'
     )
     root = manifest_tree({"a.yaml": text})
 

@@ -79,7 +79,8 @@ def test_cells_are_escaped(change: ChangeFactory) -> None:
         ),
     )
     text = render_plan_markdown(Plan(accounts=(account,)))
-    assert "|  | `` we\\|ird`id `` | reported | a &lt;b> reason \\| here |" in text
+    # Issue 14: the newline is shown as a visible backslash-n, not folded into a space.
+    assert "|  | ``we\\|ird`id`` | reported | a &lt;b&gt;\\\\nreason \\| here |" in text
 
 
 def test_huge_plan_stays_under_the_limit_and_keeps_the_marker(change: ChangeFactory) -> None:
