@@ -283,7 +283,8 @@ def validate_summary(
     head += _omitted_note(omitted)
     rows = [
         Section(
-            f"- `{p.file}:{p.line}:{p.column}` {markdown_text(str(p.path))}: {markdown_text(p.message)}\n"
+            f"- `{p.file}:{p.line}:{p.column}` "
+            f"{markdown_text(str(p.path))}: {markdown_text(p.message)}\n"
         )
         for p in problems
     ]

@@ -33,7 +33,7 @@ HOSTILE_IDS = (
 RAW_CONTROL = re.compile(
     "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 )
-KEYS = {"studio": "E2E_KEY_STUDIO", "farm": "E2E_KEY_FARM"}
+KEYS = {"studio": "MODELSLAB_E2E_KEY_STUDIO", "farm": "MODELSLAB_E2E_KEY_FARM"}
 
 
 def assert_harmless(text: str) -> None:
@@ -153,7 +153,7 @@ def test_hostile_manifest_values_in_validation_errors(
     folder.mkdir()
     bad = folder / "::error title=f::file.yaml"
     bad.write_text(
-        "version: 1\naccount: studio\napi: community\nkey_env: E2E_KEY_STUDIO\n"
+        "version: 1\naccount: studio\napi: community\nkey_env: MODELSLAB_E2E_KEY_STUDIO\n"
         'models:\n  - model_id: ok\n    url: org/ok\n    model_format: "\\e[2J\\n::error::x"\n'
         '    model_category: "\\u202e##[error]y"\n',
         encoding="utf-8",
