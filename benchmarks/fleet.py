@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,7 +137,7 @@ def _command(tool: str, base_url: str, folder: Path, args: argparse.Namespace) -
         return [
             sys.executable, "-m", "reconciler", "--api-base", base_url, *args.global_args.split(),
             "--spam-window", str(window), "apply", str(folder / "manifests"),
-            "--ledger", str(folder / "ledger.json"), "--poll-interval", str(window),
+            "--ledger", str(folder / "ledger"), "--poll-interval", str(window),
             "--timeout", str(args.tool_timeout), "-o", "json", *args.apply_args.split(),
         ]  # fmt: skip
     script = HERE / f"script_{tool}.py"
@@ -147,7 +148,7 @@ def _command(tool: str, base_url: str, folder: Path, args: argparse.Namespace) -
 def _one_run(
     tool: str, fleet: list[Account], folder: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    (folder / "ledger.json").unlink(missing_ok=True)
+    shutil.rmtree(folder / "ledger", ignore_errors=True)  # every run starts with no ledger
     with EmulatorProcess(folder / "seed.json") as emulator:
         emulator.post("_emulator/faults", {"latency_ms": args.latency_ms})
         command = _command(tool, emulator.base_url, folder, args)
@@ -189,7 +190,7 @@ def _one_run(
 
 def _shown_args(tool: str) -> list[str]:
     if tool == "apply":
-        return ["--spam-window 0.5 apply manifests/ --ledger L --poll-interval 0.5 -o json"]
+        return ["--spam-window 0.5 apply manifests/ --ledger DIR --poll-interval 0.5 -o json"]
     return ["--api-base URL --work work.json --poll 0.5"]
 
 

@@ -37,7 +37,7 @@ def plan_run(total: int, accounts: int, timeout: float, output: str = "text") ->
                 "plan",
                 str(folder / "manifests"),
                 "--ledger",
-                str(folder / "ledger.json"),
+                str(folder / "ledger"),
                 "-o",
                 output,
             ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import anyio
 import pytest
@@ -95,11 +94,19 @@ def test_the_default_cap_grows_with_the_accounts(limits: tuple[int, ...], expect
 def test_the_cap_is_set_from_the_flag_or_the_accounts(world: World) -> None:
     world.manifest("studio", [community_model("a")])
     world.manifest("farm", [enterprise_model("b")])
-    obj = {"request_timeout": 5.0, "spam_window": 0.05, "api_base": None, "debug": False}
+    obj = {
+        "api_base": None,
+        "allowed_api_bases": (),
+        "key_env_pattern": None,
+        "spam_window": 0.05,
+        "request_timeout": 5.0,
+        "unreachable_timeout": 15.0,
+        "debug": False,
+    }
     paths = [str(world.manifests)]
-    auto, _ = build_run(obj | {"max_concurrency": None}, paths, (), Path("l.json"), True)
+    auto, _ = build_run(obj | {"max_concurrency": None}, paths, (), None, True)
     assert auto.settings.max_concurrency == MIN_CONCURRENCY
-    flagged, _ = build_run(obj | {"max_concurrency": 3}, paths, (), Path("l.json"), True)
+    flagged, _ = build_run(obj | {"max_concurrency": 3}, paths, (), None, True)
     assert flagged.settings.max_concurrency == 3
 
 
