@@ -103,11 +103,31 @@ class _Item:
     unconfirmed: bool = False
     #: A wait for an earlier run's load that never appeared: it is now sent as a load.
     resent: bool = False
+    #: A listing has shown the load this run sent ended (ready or failed).
+    seen_ready: bool = False
 
     def finish(
         self, outcome: Outcome, message: str = "", failure: FailureReason | None = None
     ) -> None:
         self.outcome, self.message, self.failure = outcome, message, failure
+
+
+@dataclass
+class LoadTimes:
+    """How long a load has taken in this run: the shortest seen, shared by every account.
+
+    The API says nothing of load times ("tens of seconds to minutes"), so apply learns them:
+    once one load was seen ready, a listing is not asked for before the earliest load still
+    running can be done. That saves listings (polling stays independent of the number of
+    models) without seeing a finished load later than a poll interval would.
+    """
+
+    shortest: float | None = None
+
+    def saw(self, seconds: float) -> None:
+        """A load was seen ready ``seconds`` after it was sent (an upper bound of its time)."""
+        if seconds > 0 and (self.shortest is None or seconds < self.shortest):
+            self.shortest = seconds
 
 
 @dataclass
@@ -129,6 +149,7 @@ class AccountRun:
     started: float = field(default_factory=time.monotonic)
     #: When the account was last listed (the plan's listing counts as at the start).
     last_listed: float = field(default_factory=time.monotonic)
+    load_times: LoadTimes = field(default_factory=LoadTimes)
     #: Whether the remote changed since ``live`` was last listed.
     stale: bool = False
     #: The last listing error while waiting, shown if the wait ends without an answer.
@@ -389,7 +410,7 @@ class AccountRun:
         request's plan during a scheduled repair) for as long as this one waits.
         """
         interval = max(self.options.poll_interval, self.client.spam_window * SHARE_MARGIN)
-        wake = min(self.last_listed + interval, self.deadline)
+        wake = min(max(self.last_listed + interval, self._earliest_done()), self.deadline)
         await anyio.sleep(max(0.0, wake - time.monotonic()))
         try:
             await self._refresh()
@@ -401,10 +422,25 @@ class AccountRun:
             return
         self._report("waiting")
 
+    def _earliest_done(self) -> float:
+        """When the earliest load still running can be done, as far as this run has seen."""
+        if self.load_times.shortest is None:
+            return 0.0
+        running = [
+            item.sent_at
+            for item in self.items.values()
+            if item.sent and item.outcome is None and not item.seen_ready
+        ]
+        return min(running) + self.load_times.shortest if running else 0.0
+
     async def _refresh(self) -> None:
-        self.last_listed = time.monotonic()
+        listed = self.last_listed = time.monotonic()
         self.live = await self.client.read_live(deadline=self.deadline)
         self.stale = False
+        for model_id, item in self.items.items():
+            if item.sent and not item.seen_ready and self.live.condition(model_id) in _SETTLED:
+                item.seen_ready = True
+                self.load_times.saw(listed - item.sent_at)
         await self._confirm_landed()
 
     async def _confirm_landed(self) -> None:

@@ -21,7 +21,7 @@ import httpx
 
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings, resolve_api_base
 from reconciler.api.secret import key_from_env
-from reconciler.apply import AccountRun, ApplyOptions, Recorder
+from reconciler.apply import AccountRun, ApplyOptions, LoadTimes, Recorder
 from reconciler.core.events import NullProgress, ProgressSink
 from reconciler.core.live import LiveState
 from reconciler.core.plan import (
@@ -207,6 +207,7 @@ async def apply_workspace(
     if deadline is None:
         deadline = time.monotonic() + options.timeout
     reports: dict[str, AccountReport] = {}
+    load_times = LoadTimes()  # learnt by every account's run, used by all
 
     def recorder(account: str) -> Recorder:
         async def record(model_id: str, entry: LedgerEntry | None) -> None:
@@ -227,6 +228,7 @@ async def apply_workspace(
             deadline,
             previous=ledger.entries(name) if ledger is not None else {},
             record=recorder(name),
+            load_times=load_times,
         )
         await account_run.run()
         if options.wait and account_run.stale and time.monotonic() < deadline:
