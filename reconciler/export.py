@@ -200,9 +200,9 @@ def _header(account: ExportAccount, schema_ref: str, to_fill: int) -> list[str]:
         "# format, so those come from the ledger (what this tool last applied).",
     ]
     if to_fill:
-        noun = "model needs" if to_fill == 1 else "models need"
+        noun = "model needs its" if to_fill == 1 else "models need their"
         lines += [
-            f"# {to_fill} {noun} its fields filled in: replace every {PLACEHOLDER_MARKER} value",
+            f"# {to_fill} {noun} fields filled in: replace every {PLACEHOLDER_MARKER} value",
             "# (`reconciler validate` lists them), then `reconciler export --adopt` records",
             "# the models as managed with what you declared.",
         ]
