@@ -274,3 +274,42 @@ def test_an_undeclared_account_needs_its_api(world: World) -> None:
         "GITHUB_TOKEN",
     )
     assert result.code == 1 and "--key-env: key_env names a variable outside" in result.err
+
+
+def test_a_second_export_is_not_stopped_by_the_first_ones_placeholders(world: World) -> None:
+    world.seed("studio", "by-hand")
+    world.seed("farm", "on-farm")
+    first = world.manifests / "studio.yaml"
+    code, text = export_to(
+        world, "studio", first, "--api", "community", "--key-env", "MODELSLAB_E2E_KEY_STUDIO"
+    )
+    assert code == 0, text
+    second = world.manifests / "farm.yaml"
+    code, text = export_to(
+        world, "farm", second, "--api", "enterprise", "--key-env", "MODELSLAB_E2E_KEY_FARM"
+    )
+    assert code == 0, text
+    assert "were not read (3 problems; `reconciler validate` lists them): using --api" in text
+    assert "model_id: on-farm" in second.read_text(encoding="utf-8")
+    # Without --api the declaration is needed, and an invalid one is reported, not guessed.
+    result = world.cli("export", str(world.manifests), "--account", "farm")
+    assert result.code == 1 and "models[0].url: fill in 'url'" in result.err
+
+
+def test_export_without_the_key_names_the_variable_and_sends_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.manifest("studio", [])
+    monkeypatch.delenv("MODELSLAB_E2E_KEY_STUDIO")
+    result = world.cli("export", str(world.manifests), "--account", "studio")
+    assert result.code == 1
+    assert "environment variable MODELSLAB_E2E_KEY_STUDIO is not set" in result.err
+    assert result.out == ""
+    assert world.count("v3/finetune_list") == 0
+
+
+def test_flags_that_contradict_the_declaration_are_refused(world: World) -> None:
+    world.manifest("studio", [])
+    result = world.cli("export", str(world.manifests), "--account", "studio", "--api", "enterprise")
+    assert result.code == 1
+    assert "account 'studio' is declared there with other settings" in result.err
