@@ -766,12 +766,14 @@ def init(
 )
 @click.option(
     "--key-env",
+    metavar="NAME",
     help="Variable holding the key, when no manifest declares the account "
     "[default: MODELSLAB_KEY_<ACCOUNT>].",
 )
 @click.option(
     "--api-base",
     "export_api_base",
+    metavar="URL",
     help="API base URL ending in /api/ (as the global --api-base; this one wins).",
 )
 @click.option(
@@ -806,9 +808,9 @@ def export(
 ) -> int:
     """Write a live account as a manifest (to adopt what exists), or with --adopt record it.
 
-    Two steps: ``export`` writes every model on the account, with the fields the ledger knows
-    and FILL-IN placeholders for the others (validate rejects them); fill them in, then
-    ``export --adopt`` records the declared, live models as managed with what was declared.
+    Two steps: export writes every model on the account, with the fields the ledger knows and
+    FILL-IN placeholders for the others (validate rejects them); fill them in, then
+    export --adopt records the declared, live models as managed with what was declared.
     """
     if export_api_base is not None:
         obj = {**obj, "api_base": export_api_base}
