@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e_support import ACCOUNTS, World, actions, changes, community_model, enterprise_model
+from test_e2e_ledger import branch_files, commit_manifests, fresh_clone, origin
 
 from reconciler.manifest.models import PLACEHOLDER_MARKER
+
+__all__ = ["origin"]  # the git fixture, shared with the ledger's tests
 
 #: Models with fields away from the documented defaults, so that writing them back is tested.
 DECLARED = {
@@ -313,3 +316,24 @@ def test_flags_that_contradict_the_declaration_are_refused(world: World) -> None
     result = world.cli("export", str(world.manifests), "--account", "studio", "--api", "enterprise")
     assert result.code == 1
     assert "account 'studio' is declared there with other settings" in result.err
+
+
+def test_adopt_publishes_to_the_git_branch_ledger(world: World, origin: Path) -> None:
+    world.seed("studio", "by-hand", url="org/by-hand")
+    world.manifest("studio", [community_model("by-hand")])
+    clone = fresh_clone(world, origin, "ci-1")
+    commit_manifests(world, clone, "declare by-hand")
+    result = world.cli(
+        "export", str(clone / "manifests"), "--account", "studio", "--adopt", "--ledger", "git:"
+    )
+    assert result.code == 0, result.text
+    entry = branch_files(origin)["studio.json"]["models"]["by-hand"]  # type: ignore[index]
+    assert entry["outcome"] == "adopted"  # type: ignore[index]
+    # A later run, from a fresh clone, sees the model managed and exports it in full.
+    second = fresh_clone(world, origin, "ci-2")
+    planned = world.cli("plan", str(second / "manifests"), "--ledger", "git:", "-o", "json")
+    assert changes(planned.json(), "studio")["by-hand"]["managed"]
+    exported = world.cli(
+        "export", str(second / "manifests"), "--account", "studio", "--ledger", "git:"
+    )
+    assert exported.code == 0 and PLACEHOLDER_MARKER not in exported.out
