@@ -48,7 +48,7 @@ from reconciler.core.report import ApplyReport
 from reconciler.demo import fast_clock_settings
 from reconciler.emulator import AccountConfig, EmulatorConfig, EmulatorHandle, running_emulator
 from reconciler.engine import PlanRun, RunConfig, execute_apply
-from reconciler.ledger.store import JsonFileLedger
+from reconciler.ledger import FolderLedger
 from reconciler.manifest.loader import load_manifests
 
 EIGHT_DAYS = 8 * 86_400
@@ -178,7 +178,7 @@ def measured_apply(
     title: str,
     emulator: EmulatorHandle,
     config: RunConfig,
-    ledger: JsonFileLedger,
+    ledger: FolderLedger,
     options: ApplyOptions,
     counter: RefusalCounter,
     generated: Sequence[GeneratedAccount],
@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         counter = RefusalCounter(
             httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=settings.max_concurrency))
         )
-        ledger = JsonFileLedger(Path(tmp) / "ledger.json")
+        ledger = FolderLedger(Path(tmp) / "ledger")
         with running_emulator(emulator_config) as emulator:
             config = RunConfig(accounts, keys, emulator.base_url, settings, transport=counter)
             common = (emulator, config, ledger, options, counter, generated, args.sample_ms / 1000)

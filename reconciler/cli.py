@@ -10,6 +10,7 @@ passes through :func:`~reconciler.render.safe_text.safe_text`, and so do log lin
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -18,18 +19,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-import anyio
 import click
 
-from reconciler import __version__
+from reconciler import __version__, startup
 from reconciler import schema as schema_files
 from reconciler.adopt import adopt_account
-from reconciler.api.client import ClientSettings
+from reconciler.api.client import ClientSettings, concurrency_for
 from reconciler.api.secret import install_log_redaction, redact
 from reconciler.apply import ApplyOptions
+from reconciler.asyncrun import run_sync
+from reconciler.core.events import ProgressSink
 from reconciler.core.intent import Shard, in_shard, parse_shard
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Action, Plan
 from reconciler.core.report import ApplyReport
+from reconciler.crashlog import write_crash_log
 from reconciler.engine import (
     AccountFailure,
     PlanRun,
@@ -63,7 +66,6 @@ from reconciler.render.diagnostics import write_problems_text, write_validation_
 from reconciler.render.markdown import render_plan_markdown
 from reconciler.render.plan_json import write_plan_json
 from reconciler.render.plan_text import write_plan_text
-from reconciler.render.progress import make_progress
 from reconciler.render.report import write_report_json, write_report_text
 from reconciler.render.safe_text import SafeLogFormatter, safe_text
 from reconciler.render.status import status_rows, write_status_json, write_status_text
@@ -144,6 +146,13 @@ def output_option(choices: list[str]) -> Callable[[Callable[..., Any]], Callable
     show_default=True,
     help="Seconds a call keeps retrying an API it cannot reach before it gives up.",
 )
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    envvar="RECONCILER_MAX_CONCURRENCY",
+    help="HTTP requests in flight across all accounts "
+    "[default: the sum of the accounts' queue limits, 16 to 512].",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
 @click.pass_context
 def cli(
@@ -154,6 +163,7 @@ def cli(
     spam_window: float,
     request_timeout: float,
     unreachable_timeout: float,
+    max_concurrency: int | None,
     debug: bool,
 ) -> None:
     """Keep the models on ModelsLab accounts equal to what YAML manifests declare."""
@@ -165,6 +175,7 @@ def cli(
         "spam_window": spam_window,
         "request_timeout": request_timeout,
         "unreachable_timeout": unreachable_timeout,
+        "max_concurrency": max_concurrency,
         "debug": debug,
     }
 
@@ -363,12 +374,14 @@ def build_run(
     manifests folder.
     """
     paths = paths or DEFAULT_PATHS
+    accounts = build_accounts(paths, names, build_policy(obj), shard)
     settings = ClientSettings(
         request_timeout=obj["request_timeout"],
         spam_window=obj["spam_window"],
         unreachable_deadline=obj["unreachable_timeout"],
+        max_concurrency=obj.get("max_concurrency")
+        or concurrency_for(a.spec.queue_limit for a in accounts),
     )
-    accounts = build_accounts(paths, names, build_policy(obj), shard)
     config = RunConfig(accounts, os.environ, obj["api_base"], settings)
     store = None if no_ledger else open_ledger(ledger_path, paths, claim_seconds)
     return config, store
@@ -515,7 +528,8 @@ def plan(
         write_problems_text(exc.problems, sys.stderr)
         step.invalid(exc.problems)
         return EXIT_FAILED
-    run = anyio.run(run_plan, config, store.read() if store else None, max_deletes, load_grace)
+    ledger = store.read() if store else None
+    run = run_sync(functools.partial(run_plan, config, ledger, max_deletes, load_grace))
     PLAN_WRITERS["text" if step else output or "text"](run.plan, sys.stdout)
     echo_failures(run.failures)
     if out_file is not None and not run.failures:  # an incomplete plan is never saved
@@ -623,7 +637,7 @@ def apply(
         saved=saved,
         max_deletes=max_deletes,
         on_plan=build_on_plan(output, ask=ask),
-        progress=make_progress(sys.stderr),
+        progress=_progress(sys.stderr),
     )
     REPORT_WRITERS[output](report, sys.stdout)
     return EXIT_OK if report.ok() else EXIT_FAILED
@@ -670,7 +684,7 @@ def apply_github(
             saved=read_plan_file(plan_file) if plan_file is not None else None,
             max_deletes=max_deletes,
             on_plan=on_plan,
-            progress=make_progress(sys.stderr),
+            progress=_progress(sys.stderr),
         )
     write_report_text(report, sys.stdout)
     step.applied(report, seen[0] if seen else None, config.accounts, None, drift_issue)
@@ -696,7 +710,7 @@ def status(
 ) -> int:
     """Show every declared and unmanaged model with its live condition."""
     config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
-    live, failures = anyio.run(run_status, config)
+    live, failures = run_sync(functools.partial(run_status, config))
     rows = status_rows(config.accounts, live, store.read() if store else None)
     (write_status_json if output == "json" else write_status_text)(rows, sys.stdout)
     echo_failures(failures)
@@ -830,9 +844,10 @@ def export(
         request_timeout=obj["request_timeout"],
         spam_window=obj["spam_window"],
         unreachable_deadline=obj["unreachable_timeout"],
+        max_concurrency=obj.get("max_concurrency") or concurrency_for([account.spec.queue_limit]),
     )
     config = RunConfig((account,), os.environ, obj["api_base"], settings)
-    live, failures = anyio.run(run_status, config)
+    live, failures = run_sync(functools.partial(run_status, config))
     if failures:
         echo_failures(failures)
         return EXIT_FAILED
@@ -963,9 +978,16 @@ def demo(time_scale: float, paths: tuple[str, ...]) -> int:
     return run_demo(sys.stdout, paths or DEFAULT_PATHS, time_scale=time_scale)
 
 
+def _progress(stream: TextIO) -> ProgressSink:
+    from reconciler.render.progress import make_progress  # rich is imported only on demand
+
+    return make_progress(stream)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI inside the one error boundary and exit with a documented code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    startup.tune_gc()
     sys.exit(run(args))
 
 
@@ -986,12 +1008,15 @@ def run(args: list[str]) -> int:
         echo_error(exc)
         return EXIT_FAILED
     except Exception as exc:  # the boundary for bugs: anything unexpected
+        trace = traceback.format_exc()
         if debug:
-            for line in redact(traceback.format_exc()).splitlines():
+            for line in redact(trace).splitlines():
                 click.echo(safe_text(line), err=True)
+        log = write_crash_log(args, trace, os.environ)
+        where = f"the crash log {log}" if log is not None else "the output of --debug"
         click.echo(
             f"internal error: {type(exc).__name__}: {safe_text(redact(str(exc)))}\n"
-            "This is a bug in reconciler; please report it with the output of --debug.",
+            f"This is a bug in reconciler; please report it with {safe_text(where)}.",
             err=True,
         )
         return EXIT_BUG

@@ -433,6 +433,7 @@ def execute_apply(
     try:
         with store.session() if store is not None else contextlib.nullcontext(None) as session:
             anyio.run(functools.partial(main, session))
+            notes = tuple(session.notices) if session is not None else ()
     except (
         StalePlanError,
         PlanBlocked,
@@ -443,4 +444,4 @@ def execute_apply(
     ) as exc:
         # All raised before any request that changes the remote was sent.
         return refused_report(exc)
-    return holder[0]
+    return holder[0].model_copy(update={"notes": notes}) if notes else holder[0]

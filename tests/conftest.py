@@ -46,3 +46,11 @@ def no_terminal_input(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's terminal: with ``pytest -s`` stdin would be one, and an
     in-process ``apply`` would wait for an answer. Tests of the question use a pseudo-terminal."""
     monkeypatch.setattr(sys, "stdin", io.StringIO())
+
+
+@pytest.fixture(autouse=True)
+def _crash_logs_stay_in_a_temporary_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A test that provokes a bug writes its crash log under pytest's temporary folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))

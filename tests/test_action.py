@@ -16,18 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
+from reconciler.render.github import OUTPUT_NAMES
+
 ROOT = Path(__file__).parent.parent
 ACTION: dict[str, Any] = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
-OUTPUTS = (
-    "changes",
-    "to_load",
-    "to_reload",
-    "to_replace",
-    "to_delete",
-    "plan_hash",
-    "failure_reason",
-    "json_plan_path",
-)
+OUTPUTS = OUTPUT_NAMES  # the action declares every output the renderer writes
 DEFAULTS = {name: str(spec.get("default", "")) for name, spec in ACTION["inputs"].items()}
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from deepdiff import DeepDiff
 from pydantic import BaseModel, ConfigDict
 
 
@@ -26,6 +25,8 @@ def diff_specs(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[FieldCha
     """Every field added, removed or changed from ``old`` to ``new``, sorted by field name."""
     if not old:  # a first load: every field is new, nothing to compare
         return tuple(FieldChange(path=name, new=new[name]) for name in sorted(new))
+    from deepdiff import DeepDiff  # ~45 ms to import: only plans with a changed spec need it
+
     # threshold 0: always descend into the dicts, never report "the whole spec changed".
     tree = DeepDiff(dict(old), dict(new), view="tree", threshold_to_diff_deeper=0)
     changes: dict[str, FieldChange] = {}

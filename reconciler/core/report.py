@@ -71,6 +71,9 @@ class ApplyReport(BaseModel):
     waited: bool = True
     refused: str = Field(default="", description="Why the run was refused before acting.")
     refused_reason: FailureReason | None = None
+    notes: tuple[str, ...] = Field(
+        default=(), description="Things the user should know (a claim taken over…)."
+    )
 
     def ok(self) -> bool:
         """Whether every account converged (the run exits 0)."""

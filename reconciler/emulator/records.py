@@ -52,6 +52,20 @@ class Account:
 
     config: AccountConfig
     models: dict[str, ModelRecord] = field(default_factory=dict)
+    #: Ids of the models whose status is ``model_loading``, kept by the state as loads start
+    #: and end, so that the queue limit costs O(1) per request rather than a scan.
+    loading: set[str] = field(default_factory=set, repr=False, compare=False)
+    #: ``model_list`` entries as JSON text, by id: ``(record, status, text)``. An entry holds
+    #: while the id still names that record in that status (a record's other listed fields
+    #: never change), so a listing of 10k models serialises only the ones that changed.
+    listed: dict[str, tuple[ModelRecord, str, str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    #: ``get_all_models`` entries, by id: ``(record, ready_at, list name, text)``, kept the same
+    #: way (a reload changes ``ready_at``, which the entry shows).
+    served: dict[str, tuple[ModelRecord, float | None, str, str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def name(self) -> str:
@@ -65,9 +79,7 @@ class Account:
 
     def in_flight(self, except_id: str = "") -> int:
         """Loads and reloads running now, not counting ``except_id``."""
-        return sum(
-            1 for m in self.models.values() if m.status == A.LOADING and m.model_id != except_id
-        )
+        return len(self.loading) - (except_id in self.loading)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ class Reply:
     body: Any
     kind: Kind = "ok"
     retry_after: int | None = None
+    #: The body's JSON text when it was built in pieces (see :func:`prerendered`); ``body``
+    #: is then ``None``.
+    raw: str | None = None
 
     def status_code(self, mode: ErrorMode) -> int:
         """The HTTP status this answer travels with in ``mode``."""
@@ -41,6 +44,8 @@ class Reply:
 
     def text(self) -> str:
         """The body as the JSON text sent on the wire."""
+        if self.raw is not None:
+            return self.raw
         return json.dumps(self.body, separators=(",", ":"))
 
     def render(self, mode: ErrorMode) -> Response:
@@ -55,6 +60,11 @@ def ok(body: BaseModel | Sequence[BaseModel]) -> Reply:
     if not isinstance(body, BaseModel):
         return Reply([item.model_dump(mode="json") for item in body])
     return Reply(body.model_dump(mode="json", exclude_none=True))
+
+
+def prerendered(text: str) -> Reply:
+    """A success whose JSON text is already built (large listings); its ``body`` is ``None``."""
+    return Reply(None, raw=text)
 
 
 def _error(kind: Kind, retry_after: int | None = None, **fields: Any) -> Reply:

@@ -7,7 +7,7 @@ end-to-end tests, which need a real socket (the CLI as a subprocess, webhooks, t
 
 The socket is bound here rather than by uvicorn so that port 0 works and the chosen port is
 known before anyone connects. A hung request is cancelled after a short grace period, so
-shutting down never waits for the hang faults.
+shutting down never waits for the hang faults. Connections are accepted with TCP_NODELAY.
 """
 
 from __future__ import annotations
@@ -121,6 +121,11 @@ def _server(app: Starlette, *, foreground: bool) -> uvicorn.Server:
 def _listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit TCP_NODELAY (Linux, macOS): a small answer is sent at once
+    # instead of waiting up to 40 ms for the client's delayed ACK (Nagle), which a benchmark
+    # of the client would otherwise measure. asyncio sets it on its transports too; this makes
+    # it hold whatever event loop uvicorn picks.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -22,6 +22,7 @@ How a run uses it, with the ``git`` command line and whatever credentials the ch
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -49,6 +50,8 @@ REMOTE = "origin"
 #: Pushes tried when other runs keep getting there first (each rebased on theirs).
 PUSH_ATTEMPTS = 8
 _IDENTITY = ("reconciler", "reconciler@localhost")
+
+logger = logging.getLogger(__name__)
 
 
 class GitError(LedgerError):
@@ -241,10 +244,12 @@ class GitSession:
             if held is not None and held.run != self.run_id:
                 if _is_live(held):
                     raise LedgerLocked(_claimed_message(account, held, self.store.description))
-                self.notices.append(
+                notice = (
                     f"{account}: took over the claim of run {held.run} (pid {held.pid} on "
                     f"{held.host}), which ended without releasing it"
                 )
+                self.notices.append(notice)
+                logger.warning("%s: %s", self.store.description, notice)
         now = datetime.now(UTC)
         claim = Claim(
             run=self.run_id,

@@ -15,6 +15,7 @@ This module does no I/O: reading files and locating errors is :mod:`reconciler.m
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -305,9 +306,10 @@ class DesiredModel:
     protect: bool
     spec: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def spec_hash(self) -> str:
-        """A stable hash of the spec: what the ledger records and compares."""
+        """A stable hash of the spec: what the ledger records and compares (computed once:
+        the planner reads it for every model, twice for most)."""
         return spec_hash(self.spec)
 
 

@@ -1,8 +1,9 @@
 """Progress of a run, shown as ``apply`` reports it through :class:`ProgressSink`.
 
 On a terminal, a ``rich`` live display keeps one line per account (phase, counts, elapsed
-time) with events printed above it. Elsewhere (CI logs, pipes), plain timestamped lines, one
-per event and one per account update whose phase or counts changed, so logs stay short.
+time) with events printed above it; rich is imported only then, not by every command.
+Elsewhere (CI logs, pipes), plain timestamped lines, one per event and one per account update
+whose phase or counts changed, so logs stay short.
 
 Events carry model ids and the API's own messages, so every text passes through
 :func:`~reconciler.render.safe_text.safe_text` (and rich gets :class:`~rich.text.Text`, never
@@ -18,15 +19,13 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
-
-from rich.console import Console, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from reconciler.core.events import ProgressSink
 from reconciler.render.safe_text import safe_text
+
+if TYPE_CHECKING:  # rich is imported when a live display is made, not by every command
+    from rich.console import Console, RenderableType
 
 #: Counts are shown in this order (conditions, then outcomes); other keys follow, sorted.
 _COUNT_ORDER = (
@@ -51,6 +50,8 @@ def make_progress(stream: TextIO, *, interactive: bool | None = None) -> Progres
     if interactive is None:
         interactive = _is_terminal(stream)
     if interactive:
+        from rich.console import Console
+
         return LiveProgress(Console(file=stream, force_terminal=True))
     return PlainProgress(stream)
 
@@ -124,6 +125,8 @@ class LiveProgress:
         self._clock = clock
         self._accounts: dict[str, _AccountLine] = {}
         self._lock = threading.Lock()
+        from rich.live import Live
+
         # No stdout/stderr redirection: the CLI may write a document to stdout while progress
         # goes to stderr, and that document must not be moved into the progress stream.
         self._live = Live(
@@ -150,6 +153,8 @@ class LiveProgress:
 
     def event(self, account: str, message: str) -> None:
         """Print the event above the live area."""
+        from rich.text import Text
+
         self._guarded(self._start)
         line = Text(safe_text(f"{account}: {message}"))
         self._guarded(lambda: self._live.console.print(line))
@@ -176,6 +181,9 @@ class LiveProgress:
                 )
                 for name, line in sorted(self._accounts.items())
             ]
+        from rich.table import Table
+        from rich.text import Text
+
         grid = Table.grid(padding=(0, 2))
         for _ in range(4):
             grid.add_column()

@@ -21,6 +21,8 @@ def write_report_text(report: ApplyReport, stream: TextIO) -> None:
     for account in report.accounts:
         for line in account_report_lines(account):
             stream.write(line + "\n")
+    for note in report.notes:
+        stream.write(f"note: {safe_text(note)}\n")
     stream.write(closing_line(report) + "\n")
 
 

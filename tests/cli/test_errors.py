@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import cli
+from reconciler.api.secret import ApiKey
 from reconciler.cli import main, run
 from reconciler.errors import ApiError, ConfigError, ReconcilerError
 
@@ -59,9 +60,31 @@ def test_a_bug_exits_3_with_a_hint_and_no_traceback(
     assert "internal error: ZeroDivisionError: division by zero" in err
     assert "bug" in err
     assert "report" in err
-    assert "--debug" in err
     assert "Traceback" not in err
     assert len(err.splitlines()) <= 2
+
+
+def test_a_bug_leaves_a_crash_log_without_keys(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    canary = ApiKey("sk-canary-0123456789abcdef")  # a key this process holds
+    url = "http://user:hunter2@127.0.0.1/api/"
+    monkeypatch.setattr(
+        cli, "load_manifests", _raising(RuntimeError(f"{canary.reveal()} at {url}"))
+    )
+
+    assert run(["validate"]) == 3
+
+    err = capsys.readouterr().err
+    log = tmp_path / "reconciler" / "crash.log"
+    assert f"please report it with the crash log {log}" in err
+    text = log.read_text(encoding="utf-8")
+    assert "reconciler validate" in text and "Traceback (most recent call last)" in text
+    assert "RuntimeError" in text
+    assert canary.reveal() not in text and canary.reveal() not in err
+    assert "hunter2" not in text and "hunter2" not in err
+    assert log.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_bug_with_debug_shows_the_traceback(

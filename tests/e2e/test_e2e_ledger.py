@@ -14,6 +14,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -94,9 +95,9 @@ def branch_files(origin: Path) -> dict[str, dict[str, object]]:
     return {name: json.loads(git(origin, "show", f"{BRANCH}:{name}")) for name in names}
 
 
-def git_apply(world: World, clone: Path, *extra: str) -> tuple[int, str, str]:
-    """``apply`` of the clone's manifests with the git-branch ledger, in-process."""
-    result = world.cli(
+def apply_args(clone: Path, *extra: str) -> list[str]:
+    """``apply`` of the clone's manifests with the git-branch ledger and a fast poll."""
+    return [
         "apply",
         str(clone / "manifests"),
         "--ledger",
@@ -106,7 +107,12 @@ def git_apply(world: World, clone: Path, *extra: str) -> tuple[int, str, str]:
         "--timeout",
         str(APPLY_TIMEOUT),
         *extra,
-    )
+    ]
+
+
+def git_apply(world: World, clone: Path, *extra: str) -> tuple[int, str, str]:
+    """:func:`apply_args`, in-process."""
+    result = world.cli(*apply_args(clone, *extra))
     return result.code, result.out, result.err
 
 
@@ -156,17 +162,7 @@ def _apply_process(world: World, clone: Path, *extra: str) -> subprocess.Popen[s
             world.emulator.base_url,
             "--spam-window",
             str(CLIENT_SPAM_WINDOW),
-            "apply",
-            str(clone / "manifests"),
-            "--ledger",
-            "git:",
-            "--poll-interval",
-            str(POLL_INTERVAL),
-            "--timeout",
-            str(APPLY_TIMEOUT),
-            "-o",
-            "json",
-            *extra,
+            *apply_args(clone, "-o", "json", *extra),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -214,18 +210,8 @@ def test_two_applies_for_different_accounts_both_land(world: World, origin: Path
     assert loads(world, "farm") == {"canny": 1}
 
 
-def test_a_live_claim_on_the_branch_locks_out_another_run(world: World, origin: Path) -> None:
-    """A run that finds an account claimed by a run still going sends nothing for it."""
-    world.manifest("studio", [community_model("analog")])
-    clone = fresh_clone(world, origin, "ci")
-    commit_manifests(world, clone, "declare")
-    claim = {
-        "run": "other",
-        "host": "elsewhere",
-        "pid": 1,
-        "at": "2026-01-01T00:00:00Z",
-        "expires": "2999-01-01T00:00:00Z",
-    }
+def _push_claim(world: World, origin: Path, claim: dict[str, object]) -> None:
+    """Put a claim of another run on ``studio`` on the ledger branch of ``origin``."""
     document = {"format_version": 2, "account": "studio", "claim": claim, "models": {}}
     other = fresh_clone(world, origin, "other")
     git(other, "checkout", "--quiet", "--orphan", BRANCH)
@@ -235,6 +221,24 @@ def test_a_live_claim_on_the_branch_locks_out_another_run(world: World, origin: 
     git(other, "commit", "--quiet", "-m", "claim")
     git(other, "push", "--quiet", "origin", BRANCH)
 
+
+def test_a_live_claim_on_the_branch_locks_out_another_run(world: World, origin: Path) -> None:
+    """A run that finds an account claimed by a run still going sends nothing for it."""
+    world.manifest("studio", [community_model("analog")])
+    clone = fresh_clone(world, origin, "ci")
+    commit_manifests(world, clone, "declare")
+    _push_claim(
+        world,
+        origin,
+        {
+            "run": "other",
+            "host": "elsewhere",
+            "pid": 1,
+            "at": "2026-01-01T00:00:00Z",
+            "expires": "2999-01-01T00:00:00Z",
+        },
+    )
+
     code, out, err = git_apply(world, clone, "-o", "json")
 
     assert code == 1, out + err
@@ -242,6 +246,32 @@ def test_a_live_claim_on_the_branch_locks_out_another_run(world: World, origin: 
     assert report["failure_reason"] == "locked"
     assert "held by another reconciler run (run other" in report["refused"]
     assert world.mutations() == {}
+
+
+def test_the_claim_of_a_run_that_died_is_taken_over_and_said_so(world: World, origin: Path) -> None:
+    world.manifest("studio", [community_model("analog")])
+    clone = fresh_clone(world, origin, "ci")
+    commit_manifests(world, clone, "declare")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(timeout=30)  # a pid on this host that no longer runs
+    _push_claim(
+        world,
+        origin,
+        {
+            "run": "dead",
+            "host": socket.gethostname(),
+            "pid": gone.pid,
+            "at": "2026-01-01T00:00:00Z",
+            "expires": "2999-01-01T00:00:00Z",
+        },
+    )
+
+    code, out, err = git_apply(world, clone)
+
+    assert code == 0, out + err
+    assert "note: " in out and "took over the claim of run dead" in out
+    assert loads(world, "studio") == {"analog": 1}
+    assert branch_files(origin)["studio.json"].get("claim") is None
 
 
 # -- runs killed at random points ----------------------------------------------------------------
@@ -315,3 +345,23 @@ def test_the_manifest_folder_gets_no_ledger_file(world: World) -> None:
     assert yaml.safe_load((folder / "studio.json").read_text())["models"]["analog"]["outcome"] == (
         "ready"
     )
+
+
+def test_loads_an_earlier_run_sent_count_against_the_queue_limit(world: World) -> None:
+    """``apply --no-wait`` then ``apply``: the enterprise server does not list the loads still
+    running, but the ledger says they were sent; they hold their queue places, so the next
+    run waits for them instead of overshooting the limit and collecting a 429."""
+    world.manifest("narrow-farm", [enterprise_model("a"), enterprise_model("b")], queue_limit=2)
+    assert world.apply("--no-wait").code == 0
+    world.manifest(
+        "narrow-farm",
+        [enterprise_model(m) for m in ("a", "b", "c", "d")],
+        queue_limit=2,
+    )
+
+    result = world.apply()
+
+    assert result.code == 0, result.text
+    assert world.statuses("narrow-farm") == dict.fromkeys("abcd", READY)
+    # each load sent exactly once: none refused by the queue limit and sent again
+    assert world.count("v1/enterprise/load_model", "narrow-farm") == 4

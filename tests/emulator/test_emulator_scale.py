@@ -1,0 +1,162 @@
+"""The emulator's cost per request follows the models that change, not every model it holds.
+
+These pin the behaviour of the shortcuts (deadline heaps, O(1) queue counts, cached listing
+entries, TCP_NODELAY): each must give exactly what the plain scan and the plain wire models
+give. How fast they are is measured in ``benchmarks/``, never asserted here.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from emulator_support import COMMUNITY_KEY, ENTERPRISE_KEY, make_config
+
+from reconciler.api.wire import GetAllModelsResponse, LoadedModel, PublicModel
+from reconciler.emulator import EmulatorState, handlers, responses
+from reconciler.emulator import assumptions as A
+from reconciler.emulator.clock import to_datetime
+from reconciler.emulator.server import _listen
+
+WEEK = 7 * 24 * 3600.0
+STATUSES = (A.READY, A.FAILED, A.EVICTED, A.LOADING)
+
+
+def _state(**overrides: object) -> EmulatorState:
+    return EmulatorState(make_config(**overrides))
+
+
+def _listing(state: EmulatorState) -> str:
+    return handlers.model_list(state, state.accounts["studio"], {"key": COMMUNITY_KEY}).text()
+
+
+def _plain_listing(state: EmulatorState) -> str:
+    """``model_list`` as built before the cache: every entry a fresh wire model."""
+    items = [PublicModel.model_validate(entry) for entry in A.CATALOGUE]
+    records = state.accounts["studio"].models.values()
+    items += [handlers._public(record) for record in records if record.loaded]
+    return responses.ok(items).text()
+
+
+def test_cached_listing_is_the_wire_models_text_as_statuses_change() -> None:
+    state = _state()
+    for i in range(12):
+        spec = {"model_name": f"M {i}", "model_image": "https://x/i.png"} if i % 2 else {}
+        state.seed_model("studio", f"m{i}", spec, STATUSES[i % 4])
+    assert _listing(state) == _plain_listing(state)
+    state.clock.advance(61)  # the loading ones end
+    assert _listing(state) == _plain_listing(state)
+    state.start_load(state.accounts["studio"], "m1", {"model_name": "replaced"})
+    state.delete(state.accounts["studio"], "m3")
+    assert _listing(state) == _plain_listing(state)
+    assert '"replaced"' in _listing(state)
+    assert '"m3"' not in _listing(state)
+    state.clock.advance(WEEK)  # everything idle is evicted
+    assert _listing(state) == _plain_listing(state)
+
+
+def test_due_loads_end_and_idle_models_are_evicted_once_each() -> None:
+    state = _state(load_seconds=60.0)
+    account = state.accounts["studio"]
+    for i in range(5):
+        state.start_load(account, f"m{i}", {})
+    assert account.in_flight() == 5
+    assert account.in_flight("m0") == 4
+    state.clock.advance(60)
+    state.advance()
+    assert account.in_flight() == 0
+    assert {m.status for m in account.models.values()} == {A.READY}
+    state.clock.advance(WEEK / 2)
+    state.use_model("studio", "m0")  # restarts m0's idle time: its old deadline is stale
+    state.clock.advance(WEEK / 2)
+    state.advance()
+    statuses = {m.model_id: m.status for m in account.models.values()}
+    assert statuses == {"m0": A.READY} | {f"m{i}": A.EVICTED for i in range(1, 5)}
+    assert account.models["m1"].evicted_at == account.models["m1"].ready_at + WEEK  # type: ignore[operator]
+
+
+def test_a_replaced_or_deleted_model_keeps_no_old_deadline() -> None:
+    state = _state(load_seconds=60.0)
+    account = state.accounts["studio"]
+    state.start_load(account, "m", {"url": "a"})
+    state.clock.advance(30)
+    state.start_load(account, "m", {"url": "b"})  # the first load's end is stale
+    state.clock.advance(31)
+    state.advance()
+    assert account.models["m"].status == A.LOADING
+    assert account.in_flight() == 1
+    state.delete(account, "m")
+    assert account.in_flight() == 0
+    state.clock.advance(60)
+    state.advance()
+    assert account.models == {}
+
+
+def test_a_shorter_idle_setting_applies_to_models_already_idle() -> None:
+    state = _state()
+    state.seed_model("studio", "m")
+    state.clock.advance(3600)
+    state.settings.idle_evict_seconds = 1800
+    state.advance()
+    record = state.accounts["studio"].models["m"]
+    assert record.status == A.EVICTED
+    assert record.evicted_at == record.created_at + 1800
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_restored_models_keep_their_deadlines(tmp_path: Path, status: str) -> None:
+    path = tmp_path / "state.json"
+    first = _state(state_file=path)
+    first.seed_model("studio", "m", {}, status)
+    second = _state(state_file=path)
+    second.clock.advance(WEEK + 120)
+    second.advance()
+    assert second.accounts["studio"].models["m"].status == A.EVICTED
+    assert second.accounts["studio"].in_flight() == 0
+
+
+def test_the_listening_socket_hands_out_connections_without_nagle() -> None:
+    listener = _listen("127.0.0.1", 0)
+    try:
+        with socket.create_connection(listener.getsockname()):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        listener.close()
+
+
+def _plain_all_models(state: EmulatorState) -> str:
+    """``get_all_models`` as built before the cache: every entry a fresh wire model."""
+    lists: dict[str, list[LoadedModel]] = {"models": [], "lora_models": [], "embeddings_models": []}
+    ready = [m for m in state.accounts["dedicated"].models.values() if m.status == A.READY]
+    for record in sorted(ready, key=lambda m: m.ready_at or 0.0):
+        side = A.ENTERPRISE_SIDE_LISTS.get(str(record.spec.get("model_type", "")), "models")
+        when = to_datetime(record.ready_at or record.created_at).strftime(A.LOAD_DATA_FORMAT)
+        lists[side].append(LoadedModel(model_id=record.model_id, load_data=when))
+    body = GetAllModelsResponse(status="success", **lists)
+    return responses.ok(body).text()
+
+
+def _all_models(state: EmulatorState) -> str:
+    account = state.accounts["dedicated"]
+    return handlers.get_all_models(state, account, {"key": ENTERPRISE_KEY}).text()
+
+
+def test_cached_enterprise_listing_is_the_wire_models_text() -> None:
+    state = _state()
+    assert _all_models(state) == _plain_all_models(state)
+    kinds = ("huggingface", "lora", "embeddings", "controlnet")
+    for i in range(8):
+        state.seed_model("dedicated", f"e{i}", {"model_type": kinds[i % 4]}, STATUSES[i % 4])
+        state.clock.advance(1)
+    assert _all_models(state) == _plain_all_models(state)
+    state.clock.advance(61)  # the loading ones end
+    assert _all_models(state) == _plain_all_models(state)
+    account = state.accounts["dedicated"]
+    state.start_load(account, "e0", {"model_type": "lora"})  # reloaded: a new ready_at
+    state.delete(account, "e4")
+    state.clock.advance(61)
+    assert _all_models(state) == _plain_all_models(state)
+    assert '"e4"' not in _all_models(state)
