@@ -23,6 +23,7 @@ import click
 
 from reconciler import __version__, startup
 from reconciler import schema as schema_files
+from reconciler.adopt import adopt_account
 from reconciler.api.client import ClientSettings, concurrency_for
 from reconciler.api.secret import install_log_redaction, redact
 from reconciler.apply import ApplyOptions
@@ -48,11 +49,17 @@ from reconciler.errors import (
     PlanBlocked,
     ReconcilerError,
 )
+from reconciler.export import (
+    ExportAccount,
+    command_line_account,
+    export_manifest,
+)
+from reconciler.fsutil import SymlinkRefused, atomic_write_text
 from reconciler.github.flow import CommentMode
 from reconciler.github.step import GithubStep, github_mode
 from reconciler.ledger.store import LedgerStore, open_ledger
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
-from reconciler.manifest.models import LoadedAccount
+from reconciler.manifest.models import Api, LoadedAccount
 from reconciler.manifest.policy import DEFAULT_KEY_ENV_PATTERN, TrustPolicy, operator_policy
 from reconciler.planfile import read_plan_file, write_plan_file
 from reconciler.render.diagnostics import write_problems_text, write_validation_json
@@ -759,6 +766,199 @@ def init(
         f"Next: put the account's API key in {key_env_for(account)}, then\n"
         f"  reconciler validate {folder}\n  reconciler plan {folder}"
     )
+    return EXIT_OK
+
+
+@cli.command()
+@paths_argument
+@click.option("--account", "account_name", required=True, help="The account to export.")
+@click.option(
+    "--api",
+    "api_kind",
+    type=click.Choice(["community", "enterprise"]),
+    help="The account's API, when no manifest under PATHS declares the account.",
+)
+@click.option(
+    "--key-env",
+    metavar="NAME",
+    help="Variable holding the key, when no manifest declares the account "
+    "[default: MODELSLAB_KEY_<ACCOUNT>].",
+)
+@click.option(
+    "--api-base",
+    "export_api_base",
+    metavar="URL",
+    help="API base URL ending in /api/ (as the global --api-base; this one wins).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "target",
+    metavar="FILE|-",
+    help="Where to write the manifest: a new file, or - for stdout [default: -].",
+)
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists (never a symlink).")
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Instead of exporting: record the account's declared models that are live (the "
+    "filled-in export under PATHS) in the ledger as managed.",
+)
+@ledger_option
+@no_ledger_option
+@click.pass_obj
+def export(
+    obj: dict[str, Any],
+    paths: tuple[str, ...],
+    account_name: str,
+    api_kind: Api | None,
+    key_env: str | None,
+    export_api_base: str | None,
+    target: str | None,
+    force: bool,
+    adopt: bool,
+    ledger_path: str | None,
+    no_ledger: bool,
+) -> int:
+    """Write a live account as a manifest (to adopt what exists), or with --adopt record it.
+
+    Two steps: export writes every model on the account, with the fields the ledger knows and
+    FILL-IN placeholders for the others (validate rejects them); fill them in, then
+    export --adopt records the declared, live models as managed with what was declared.
+    """
+    if export_api_base is not None:
+        obj = {**obj, "api_base": export_api_base}
+    policy = build_policy(obj)
+    manifest_paths = paths or DEFAULT_PATHS
+    if adopt:
+        if target is not None or api_kind is not None or key_env is not None:
+            raise click.UsageError("--adopt reads the declared account: no -o, --api, --key-env")
+        if no_ledger:
+            raise click.UsageError("--adopt records in the ledger: it cannot run with --no-ledger")
+        (account,) = build_accounts(manifest_paths, [account_name], policy)
+    else:
+        account = export_account(
+            manifest_paths, bool(paths), account_name, api_kind, key_env, policy
+        )
+    settings = ClientSettings(
+        request_timeout=obj["request_timeout"],
+        spam_window=obj["spam_window"],
+        unreachable_deadline=obj["unreachable_timeout"],
+        max_concurrency=obj.get("max_concurrency") or concurrency_for([account.spec.queue_limit]),
+    )
+    config = RunConfig((account,), os.environ, obj["api_base"], settings)
+    live, failures = run_sync(functools.partial(run_status, config))
+    if failures:
+        echo_failures(failures)
+        return EXIT_FAILED
+    store = None if no_ledger else open_ledger(ledger_path, manifest_paths)
+    if adopt and store is not None:
+        return echo_adoptions(account, *adopt_account(store, account, live[account.name]))
+    entries = store.read().entries(account.name) if store is not None else {}
+    to_stdout = target in (None, "-")
+    folder = _first_folder(manifest_paths) if to_stdout or target is None else Path(target).parent
+    schema_ref = Path(os.path.relpath(folder.parent / schema_files.SCHEMA_FILE, folder)).as_posix()
+    result = export_manifest(ExportAccount.of(account), live[account.name], entries, schema_ref)
+    if to_stdout or target is None:
+        sys.stdout.write(result.text)
+    else:
+        write_new_file(Path(target), result.text, force=force)
+    name = safe_text(account.name)
+    where = "" if to_stdout or target is None else f" to {safe_text(target)}"
+    click.echo(
+        f"{name}: exported {len(result.known) + len(result.placeholders)} models{where} "
+        f"({len(result.known)} with fields from the ledger, {len(result.placeholders)} with "
+        f"fields to fill in); {len(result.evicted)} evicted, listed in a comment",
+        err=True,
+    )
+    if result.placeholders:
+        click.echo(
+            "Next: replace every FILL-IN value (`reconciler validate` lists them), then "
+            f"`reconciler export --account {name} --adopt` to record the models as managed.",
+            err=True,
+        )
+    for model_id in result.skipped:
+        click.echo(
+            f"warning: {name}: model {safe_text(model_id)!r} left out: a manifest cannot "
+            "declare this id",
+            err=True,
+        )
+    return EXIT_OK
+
+
+def _first_folder(paths: Sequence[str]) -> Path:
+    first = Path(paths[0])
+    return first if first.is_dir() or not first.suffix else first.parent
+
+
+def export_account(
+    paths: Sequence[str],
+    explicit: bool,
+    name: str,
+    api: Api | None,
+    key_env: str | None,
+    policy: TrustPolicy,
+) -> LoadedAccount:
+    """The account ``export`` reads: declared under ``paths``, else given by ``--api``.
+
+    Without ``--api``, the manifests must be valid and declare it. With ``--api``, manifests
+    that cannot be read (no default folder yet, placeholders of an earlier export) do not stop
+    the export, but one that declares the account with another API does.
+    """
+    if not explicit and not any(Path(p).exists() for p in paths) and api is not None:
+        accounts: tuple[LoadedAccount, ...] = ()
+    else:
+        try:
+            accounts = load_manifests(paths, policy)
+        except ManifestError as exc:
+            if api is None:
+                raise
+            noun = "problem" if len(exc.problems) == 1 else "problems"
+            click.echo(
+                f"warning: the manifests under {safe_text(', '.join(paths))} were not read "
+                f"({len(exc.problems)} {noun}; `reconciler validate` lists them): using --api",
+                err=True,
+            )
+            accounts = ()
+    declared = next((a for a in accounts if a.name == name), None)
+    if declared is not None:
+        other_api = api is not None and api != declared.api
+        if other_api or key_env not in (None, declared.spec.key_env):
+            raise ConfigError(
+                f"{declared.file}:{declared.line}: account {name!r} is declared there with "
+                "other settings; leave out --api and --key-env to use them"
+            )
+        return declared
+    if api is None:
+        raise ConfigError(
+            f"account {name!r} is not declared under {', '.join(paths)}: give --api "
+            f"community|enterprise (and --key-env, default {key_env_for(name)})"
+        )
+    return command_line_account(name, api, key_env or key_env_for(name), policy)
+
+
+def write_new_file(path: Path, text: str, *, force: bool) -> None:
+    """Write an exported manifest: never over a file without ``force``, never via a symlink."""
+    if os.path.lexists(path) and not force:
+        raise ConfigError(f"{path} already exists; nothing was written (--force overwrites)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text, 0o644)
+    except SymlinkRefused as exc:
+        raise ConfigError(f"{path} is a symbolic link; refusing to write through it") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def echo_adoptions(account: LoadedAccount, decided: Sequence[Any], notices: Sequence[str]) -> int:
+    """One line per declared model (what ``--adopt`` did), then a count."""
+    for notice in notices:
+        click.echo(f"note: {safe_text(notice)}", err=True)
+    for adoption in decided:
+        click.echo(f"  {adoption.outcome:<12} {safe_text(adoption.model_id)}: {adoption.reason}")
+    adopted = sum(1 for a in decided if a.outcome == "adopted")
+    noun = "model" if adopted == 1 else "models"
+    click.echo(f"{safe_text(account.name)}: {adopted} {noun} adopted; the ledger manages them now.")
     return EXIT_OK
 
 

@@ -424,7 +424,7 @@ def _load_document(
     local = list(_structure_problems(file, node))
     local.extend(_policy_problems(file, node, data, policy))
     local.extend(_duplicate_model_ids(file, node, data.get("models")))
-    for loc, message in models.missing_required(data):
+    for loc, message in [*models.missing_required(data), *models.placeholder_problems(data)]:
         line, column = _position(_node_at(node, loc))
         local.append(ManifestProblem(file, line, column, _dotted(loc), message))
     secret_paths = {p.path for p in local}

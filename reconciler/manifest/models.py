@@ -352,6 +352,39 @@ def missing_required(document: Mapping[str, Any]) -> list[tuple[tuple[str | int,
     return problems
 
 
+#: What ``reconciler export`` writes where the API does not say a field's value: a value that
+#: starts with it is never sent, it is an error that names the field to fill in.
+PLACEHOLDER_MARKER = "FILL-IN"
+
+
+def placeholder_problems(document: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """Fields of the account's ``defaults`` and model entries still holding an export
+    placeholder (a string starting with :data:`PLACEHOLDER_MARKER`).
+
+    Checked on the raw document, before the schema: a placeholder in an enum field must say
+    "fill this in", not "not one of …". Returns ``(location, message)`` pairs, as
+    :func:`missing_required` does.
+    """
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    places: list[tuple[tuple[str | int, ...], Any]] = [(("defaults",), document.get("defaults"))]
+    entries = document.get("models")
+    if isinstance(entries, list):
+        places.extend((("models", index), entry) for index, entry in enumerate(entries))
+    for location, mapping in places:
+        if not isinstance(mapping, Mapping):
+            continue
+        for name, value in mapping.items():
+            if isinstance(value, str) and value.startswith(PLACEHOLDER_MARKER):
+                problems.append(
+                    (
+                        (*location, name),
+                        f"fill in '{name}': this is a placeholder written by `reconciler "
+                        "export`, which cannot read it from the API",
+                    )
+                )
+    return problems
+
+
 def resolve_models(account: CommunityAccount | EnterpriseAccount) -> tuple[DesiredModel, ...]:
     """Every declared model of ``account`` with defaults and documented defaults merged in."""
     default_protect = bool(account.defaults.protect)

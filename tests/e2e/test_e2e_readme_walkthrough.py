@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from e2e_support import APPLY_TIMEOUT, POLL_INTERVAL, TIME_SCALE, Result, World
 
 from reconciler.emulator.config import AccountConfig, EmulatorConfig
@@ -102,3 +103,44 @@ def test_the_pre_commit_snippet_names_the_offered_hook() -> None:
     assert "id: reconciler-validate" in snippet
     hooks = (README.parent / ".pre-commit-hooks.yaml").read_text(encoding="utf-8")
     assert "- id: reconciler-validate\n" in hooks
+
+
+def test_adopting_an_existing_account_runs_as_written(
+    fresh: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The "Adopting an existing account" walk-through, on an account with a model loaded by
+    hand: export → validate rejects the placeholders (the README's line, as printed) → the
+    README's values filled in → validate → adopt → plan: no changes, the model managed."""
+    text = section("Adopting an existing account")
+    first, second = blocks(text, "bash")
+    (example,) = blocks(text, "text")
+    (filled,) = blocks(text, "yaml")
+    fresh.seed("studio-prod", "analog-diffusion", url="wavymulder/Analog-Diffusion")
+
+    *exported, validate = commands(first)
+    (result,) = run_block(fresh, "\n".join(shlex.join(w) for w in exported), monkeypatch)
+    assert "1 with fields to fill in" in result.err
+    failed = fresh.cli(*validate[1:])
+    assert failed.code == 1
+    assert failed.err.splitlines()[0] == example.strip()
+
+    manifest = fresh.root / "manifests" / "studio-prod.yaml"
+    values = yaml.safe_load(filled)[0]
+    written = manifest.read_text(encoding="utf-8")
+    for field, value in values.items():
+        written = re.sub(rf"^(\s*{field}: )FILL-IN.*$", rf"\g<1>{value}", written, flags=re.M)
+    assert "FILL-IN" not in written.split("\nversion: 1\n", 1)[1]
+    manifest.write_text(written, encoding="utf-8")
+
+    validate, adopt, plan = run_block(fresh, second, monkeypatch)
+    assert validate.out == "1 account valid: studio-prod\n"
+    assert "adopted      analog-diffusion" in adopt.out
+    assert "No changes." in plan.out
+    assert fresh.mutations() == {}  # adopting an account sends nothing
+    plan_json = fresh.cli("plan", "-o", "json").json()
+    (change,) = plan_json["accounts"][0]["changes"]
+    assert (change["model_id"], change["action"], change["managed"]) == (
+        "analog-diffusion",
+        "noop",
+        True,
+    )
