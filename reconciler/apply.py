@@ -374,9 +374,16 @@ class AccountRun:
             return
         now = time.monotonic()
         for model_id, item in self.items.items():
+            entry = self.entries.get(model_id)
+            never_answered = item.unconfirmed or (
+                item.change.action is Action.WAIT
+                and not item.sent
+                and entry is not None
+                and entry.pending is not None
+            )
             overdue = (
-                item.outcome is None
-                and (item.sent or item.change.action is Action.WAIT)
+                never_answered  # an accepted load is never sent again: it may just be slow
+                and item.outcome is None
                 and item.change.spec
                 and self.live.condition(model_id) is Condition.MISSING
                 and now - item.sent_at > self.options.load_grace

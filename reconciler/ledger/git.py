@@ -74,7 +74,7 @@ class Git:
                 input=stdin,
                 capture_output=True,
                 text=True,
-                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
+                env={**_without_keys(os.environ), "GIT_TERMINAL_PROMPT": "0", **(env or {})},
                 check=False,
             )
         except OSError as exc:
@@ -88,6 +88,11 @@ class Git:
         if done.returncode != 0:
             raise GitError(f"git {args[0]} failed: {_last_line(done.stderr)}")
         return done.stdout.strip()
+
+
+def _without_keys(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for git, without API key variables: hooks and helpers never see keys."""
+    return {name: value for name, value in environ.items() if not name.startswith("MODELSLAB_")}
 
 
 def find_repository(start: Path) -> Path:
@@ -212,6 +217,7 @@ class GitSession:
         self.run_id = uuid.uuid4().hex[:12]
         self.claimed: set[str] = set()
         self._pending: set[str] = set()
+        self._failed: set[str] = set()
         self._pushing = False
         self.notices: list[str] = []
 
@@ -274,9 +280,13 @@ class GitSession:
             while self._pending:
                 names, self._pending = self._pending, set()
                 await self.local.checkpoint(names)
-                await anyio.to_thread.run_sync(
-                    self._push, names, f"reconciler: record {', '.join(sorted(names))}"
-                )
+                try:
+                    await anyio.to_thread.run_sync(
+                        self._push, names, f"reconciler: record {', '.join(sorted(names))}"
+                    )
+                except LedgerError as exc:  # kept locally; the push at the end tries again
+                    self.notices.append(f"checkpoint push failed, retried at the end: {exc}")
+                    self._failed |= names
         finally:
             self._pushing = False
 
@@ -284,7 +294,8 @@ class GitSession:
         """Release the claims, fold the journal, and push everything the run wrote."""
         for account in self.claimed:
             self.local.claims.pop(account, None)
-        names = self.local.touched | self.claimed | self._pending
+        names = self.local.touched | self.claimed | self._pending | self._failed
+        self.local.compact(self.claimed)  # the released claims, also where nothing was recorded
         self.local.close()
         if names:
             self._push(names, f"reconciler: apply {', '.join(sorted(names))}")
@@ -370,8 +381,16 @@ class GitSession:
         if done.returncode == 0:
             git.run("update-ref", self.store._remote_ref, commit)
             return True
-        if "rejected" in done.stdout + done.stderr or "non-fast-forward" in done.stderr:
-            return False
+        report = done.stdout + done.stderr
+        raced = (
+            "[rejected]",
+            "non-fast-forward",
+            "fetch first",
+            "cannot lock ref",
+            "failed to update ref",
+        )
+        if any(sign in report for sign in raced):
+            return False  # another run pushed first
         raise GitError(
             f"cannot push the ledger to {self.store.description}: {_last_line(done.stderr)}"
         )
