@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import gc
 import json
 import os
 import socket
@@ -47,6 +46,7 @@ from reconciler.fsutil import (
     read_text_nofollow,
 )
 from reconciler.ledger.journal import JOURNAL_NAME, GroupCommit, JournalFile, journal_line, replay
+from reconciler.manifest.loader import collector_paused
 
 #: The format of one account's file. Version 1 was the single-file ledger of earlier releases,
 #: which is read and converted on first use (:func:`read_legacy_file`).
@@ -200,7 +200,7 @@ class FolderLedger:
 
     def read_accounts(self) -> tuple[dict[str, dict[str, LedgerEntry]], dict[str, Claim]]:
         """Every account's entries (journal replayed) and the claims found in the files."""
-        with _collector_paused():
+        with collector_paused():  # parsing makes many objects and no cycles
             return self._read_accounts()
 
     def _read_accounts(self) -> tuple[dict[str, dict[str, LedgerEntry]], dict[str, Claim]]:
@@ -483,22 +483,6 @@ class FolderSession:
     def touched(self) -> set[str]:
         """Accounts this run recorded something for."""
         return set(self._touched)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a ledger is parsed.
-
-    Parsing creates objects by the hundred thousand and no cycles; the collector's passes over
-    them would double the time of reading a large ledger.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _now_stamp() -> str:

@@ -61,7 +61,7 @@ def load_manifests(
     """
     problems: list[ManifestProblem] = []
     accounts: list[LoadedAccount] = []
-    with _collector_paused():
+    with collector_paused():
         for file in _manifest_files(paths, problems):
             accounts.extend(_load_file(file, problems, policy or TrustPolicy()))
     _KEYS_SEEN.clear()  # documents whose keys were never walked (a later document failed)
@@ -73,7 +73,7 @@ def load_manifests(
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while manifests are parsed and walked.
 
     A large manifest is millions of small objects (nodes, marks, values), none of them

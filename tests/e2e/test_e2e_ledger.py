@@ -151,17 +151,24 @@ def test_a_url_change_merged_in_git_is_replaced_from_a_fresh_clone(
     assert git(origin, "rev-list", "--max-parents=0", "--count", BRANCH) == "1"  # orphan
 
 
+def process_args(world: World) -> list[str]:
+    """``python -m reconciler`` with the emulator's URL and the fast spam window."""
+    return [
+        sys.executable,
+        "-m",
+        "reconciler",
+        "--api-base",
+        world.emulator.base_url,
+        "--spam-window",
+        str(CLIENT_SPAM_WINDOW),
+    ]
+
+
 def _apply_process(world: World, clone: Path, *extra: str) -> subprocess.Popen[str]:
     """``python -m reconciler apply`` of the clone with the git ledger, in its own process."""
     return subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "--api-base",
-            world.emulator.base_url,
-            "--spam-window",
-            str(CLIENT_SPAM_WINDOW),
+            *process_args(world),
             *apply_args(clone, "-o", "json", *extra),
         ],
         stdout=subprocess.PIPE,
@@ -282,13 +289,7 @@ def _kill_at_random(world: World, seed: int, ledger: Path) -> None:
     delay = random.Random(seed).uniform(0.2, 2.0)
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "--api-base",
-            world.emulator.base_url,
-            "--spam-window",
-            str(CLIENT_SPAM_WINDOW),
+            *process_args(world),
             "apply",
             str(world.manifests),
             "--ledger",
