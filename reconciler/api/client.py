@@ -77,8 +77,11 @@ A = TypeVar("A")
 B = TypeVar("B")
 M = TypeVar("M", bound=pydantic.BaseModel)
 
-#: Extra random wait, in seconds, on top of a rate limit's ``retry_after``.
+#: Extra random wait on top of a rate limit's ``retry_after``: at most this many seconds, and
+#: at most :data:`RATE_LIMIT_JITTER_SHARE` of the wait, so that a short wait (a spam window
+#: about to open, a probe) still lands inside the opening another run leaves between polls.
 RATE_LIMIT_JITTER = 1.0
+RATE_LIMIT_JITTER_SHARE = 0.05
 
 #: Seconds a request may take when its call's deadline is (nearly) over: a poll at the
 #: deadline still sees a prompt answer, and a run ends at most this long after its deadline.
@@ -145,6 +148,9 @@ class ClientSettings:
     max_body_bytes: int = 64 * 1024 * 1024
     spam_window: float = 30.0  # an identical (endpoint, body) is never resent sooner
     retry_attempts: int = 6
+    #: Rate-limit refusals one call waits out (the deadline bounds them too): enough probes of
+    #: a legacy spam window (``responses.SPAM_PROBE_SHARE``) to span four windows.
+    rate_limited_attempts: int = 50
     retry_wait_initial: float = 1.0  # also the bound of the random jitter
     retry_wait_max: float = 30.0
     max_concurrency: int = 16  # HTTP requests in flight, across every account
@@ -179,7 +185,8 @@ def read_backoff(exc: Exception) -> bool | float:
     if unusable_url_cause(exc) is not None or isinstance(exc, AnswerOverLimit):
         return False
     if isinstance(exc, RateLimited) and exc.retry_after is not None:
-        return exc.retry_after + random.uniform(0, RATE_LIMIT_JITTER)
+        jitter = min(RATE_LIMIT_JITTER, RATE_LIMIT_JITTER_SHARE * exc.retry_after)
+        return exc.retry_after + random.uniform(0, jitter)
     return isinstance(exc, TransientError)
 
 
@@ -200,11 +207,17 @@ def _within(
     hook: BackoffHook,
     longest_backoff: Callable[[], float],
     unreachable_at: float = float("inf"),
+    attempts: int = ClientSettings.retry_attempts,
+    rate_limited_attempts: int = ClientSettings.rate_limited_attempts,
 ) -> BackoffHook:
     """``hook``, except that a retry whose wait would end after ``deadline_at`` raises instead.
 
     A transport error (:class:`ApiUnreachable`) has the earlier bound ``unreachable_at``: an
     API that cannot be reached is given up on sooner than one that answers "not now".
+
+    ``attempts`` bounds the failures; rate limits have their own, larger budget
+    ``rate_limited_attempts``: the API answered "not now", and a legacy spam window is probed
+    several times (see ``responses.SPAM_PROBE_SHARE``).
 
     A float verdict is the wait itself; ``True`` (stamina's exponential backoff) is judged by
     ``longest_backoff()``, the longest wait stamina may pick next. The deadline is enforced here
@@ -212,9 +225,18 @@ def _within(
     and which stamina's test mode ignores.
     """
 
+    failures = refusals = 0
+
     def bounded(exc: Exception) -> bool | float:
+        nonlocal failures, refusals
         verdict = hook(exc)
         if verdict is False:
+            return False
+        if isinstance(exc, RateLimited):
+            refusals += 1
+        else:
+            failures += 1
+        if failures >= attempts or refusals > rate_limited_attempts:
             return False
         wait = longest_backoff() if verdict is True else verdict
         until = min(deadline_at, unreachable_at) if isinstance(exc, ApiUnreachable) else deadline_at
@@ -673,11 +695,13 @@ class AccountClient:
             hook,
             lambda: _longest_backoff(settings, attempt_no),
             started + settings.unreachable_deadline,
+            settings.retry_attempts,
+            settings.rate_limited_attempts,
         )
         try:
             async for attempt in stamina.retry_context(
                 on=on,
-                attempts=settings.retry_attempts,
+                attempts=None,  # counted by `on`, which does not count rate limits
                 timeout=None,  # the deadline is `on`'s, see _within
                 wait_initial=settings.retry_wait_initial,
                 wait_max=settings.retry_wait_max,

@@ -354,13 +354,26 @@ def _class_for(code: int, status: str, text: str) -> type[ApiError]:
 def _retry_after(
     body: wire.ErrorBody, response: httpx.Response, spam_window: float
 ) -> float | None:
-    """Seconds to wait: the body's ``retry_after``, the header, or the spam window."""
+    """Seconds to wait: the body's ``retry_after``, the header, or a probe of the spam window.
+
+    A spam-filter refusal that does not say how long (legacy mode) may come from another run
+    that polls the account once per window plus a margin (``apply.SHARE_MARGIN``): the window
+    opens for only that margin. Waiting a whole window would miss the opening most of the time,
+    so the request is tried again after :data:`SPAM_PROBE_SHARE` of the window; a refused
+    request does not extend the window (api-spec §7.7a), so the probes cost the other run
+    nothing and one of them lands in the opening.
+    """
     if body.retry_after is not None:
         return body.retry_after
     header = _header_seconds(response.headers.get("retry-after"))
     if header is not None:
         return header
-    return spam_window if "spam" in body.hint().lower() else None
+    return spam_window * SPAM_PROBE_SHARE if "spam" in body.hint().lower() else None
+
+
+#: Share of the spam window between two probes of a refused request whose wait is not told;
+#: below the opening ``apply.SHARE_MARGIN - 1`` that a polling run leaves, so a probe hits it.
+SPAM_PROBE_SHARE = 0.08
 
 
 def _header_seconds(value: str | None) -> float | None:

@@ -109,7 +109,9 @@ def _process(
     now, window = state.clock.now(), state.settings.spam_window_seconds
     seconds_left = state.spam.check(endpoint, body, now, window)
     if seconds_left > 0:
-        return responses.spam_limited(seconds_left, state.settings.error_mode)
+        return responses.spam_limited(
+            seconds_left, state.settings.error_mode, state.clock.time_scale
+        )
     try:
         return target.handle(state, account, body)
     except Invalid as exc:

@@ -134,6 +134,10 @@ ASSUMPTIONS: dict[str, str] = {
     "identical request (same path, same JSON), rejected ones do not extend it",
     "spam-retry-after": "in modern mode the spam-filter body also carries retry_after (the "
     "seconds left in the window), as every 429 does",
+    "retry-after-real": "retry_after (and Retry-After) count the client's real seconds: whole "
+    "seconds, rounded up, at time scale 1 as documented; under a faster clock the emulated wait "
+    "divided by the time scale, to the millisecond, so that a client waiting exactly that long "
+    "is not held a whole real second (many emulated minutes)",
     "modern-codes": "modern mode maps validation 400, invalid key 401, not found 404, rate "
     "limits 429, Failed, Try Again 500",
     "created-at": "the account's own model_list items carry created_at in Laravel's ISO format "

@@ -119,7 +119,7 @@ def load_model(state: EmulatorState, account: Account, body: dict[str, Any]) -> 
     """Start a community load (replacing any model with the id), unless the queue is full."""
     request = parse(CommunityLoadRequest, body, wire.COMMUNITY_REQUIRED)
     if account.in_flight(request.model_id) >= account.config.queue_limit:
-        return responses.queue_limited(account.config.queue_limit)
+        return responses.queue_limited(account.config.queue_limit, state.clock.time_scale)
     state.start_load(account, request.model_id, _spec(request))
     return _success(A.LOAD_STARTED)
 
@@ -132,7 +132,7 @@ def model_reload(state: EmulatorState, account: Account, body: dict[str, Any]) -
         return responses.not_found(A.MODEL_ID_NOT_FOUND)
     starts = record.status in (A.EVICTED, A.FAILED)
     if starts and account.in_flight() >= account.config.queue_limit:
-        return responses.queue_limited(account.config.queue_limit)
+        return responses.queue_limited(account.config.queue_limit, state.clock.time_scale)
     return _success(state.start_reload(account, request.model_id))
 
 
@@ -143,7 +143,7 @@ def enterprise_load(state: EmulatorState, account: Account, body: dict[str, Any]
     """Start an enterprise load; its ``webhook`` is called when the load ends."""
     request = parse(EnterpriseLoadRequest, body, wire.ENTERPRISE_REQUIRED)
     if account.in_flight(request.model_id) >= account.config.queue_limit:
-        return responses.queue_limited(account.config.queue_limit)
+        return responses.queue_limited(account.config.queue_limit, state.clock.time_scale)
     state.start_load(account, request.model_id, _spec(request), webhook=request.webhook)
     return _success(A.LOAD_STARTED)
 

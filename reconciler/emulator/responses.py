@@ -33,7 +33,7 @@ class Reply:
 
     body: Any
     kind: Kind = "ok"
-    retry_after: int | None = None
+    retry_after: float | None = None
     #: The body's JSON text when it was built in pieces (see :func:`prerendered`); ``body``
     #: is then ``None``.
     raw: str | None = None
@@ -67,13 +67,27 @@ def prerendered(text: str) -> Reply:
     return Reply(None, raw=text)
 
 
-def _error(kind: Kind, retry_after: int | None = None, **fields: Any) -> Reply:
+def _error(kind: Kind, retry_after: float | None = None, **fields: Any) -> Reply:
     body = ErrorBody.model_validate({"status": "error", **fields}).model_dump(
         mode="json", exclude_none=True
     )
     if retry_after is not None:
-        body["retry_after"] = retry_after  # an int, as documented, not the model's float
+        body["retry_after"] = retry_after  # an int at time scale 1, see real_seconds
     return Reply(body, kind, retry_after)
+
+
+def real_seconds(emulated: float, time_scale: float) -> float:
+    """A wait of ``emulated`` seconds told in the client's (real) seconds, rounded up.
+
+    At time scale 1 this is the documented whole number of seconds (at least 1). Under a faster
+    clock a whole real second would be many emulated ones, so the wait is told to the
+    millisecond instead (an emulator decision, see ``retry-after-real`` in the assumptions):
+    a client that waits exactly ``retry_after`` lands when the window opens, not a minute of
+    emulated time after it.
+    """
+    if time_scale == 1:
+        return max(1, math.ceil(emulated))
+    return max(0.001, math.ceil(emulated / time_scale * 1000) / 1000)
 
 
 def invalid_key() -> Reply:
@@ -91,16 +105,17 @@ def not_found(message: str) -> Reply:
     return _error("not_found", message=message)
 
 
-def spam_limited(seconds_left: float, mode: ErrorMode) -> Reply:
+def spam_limited(seconds_left: float, mode: ErrorMode, time_scale: float = 1.0) -> Reply:
     """The documented spam-filter body (``tips``); modern mode adds ``retry_after``."""
-    retry = max(1, math.ceil(seconds_left)) if mode == "modern" else None
+    retry = real_seconds(seconds_left, time_scale) if mode == "modern" else None
     return _error("rate_limited", retry, message=A.SPAM_MESSAGE, tips=A.SPAM_TIPS)
 
 
-def queue_limited(limit: int) -> Reply:
+def queue_limited(limit: int, time_scale: float = 1.0) -> Reply:
     """The documented queue-limit body, with ``retry_after`` in both modes."""
     message = A.QUEUE_LIMIT_MESSAGE.format(limit=limit)
-    return _error("rate_limited", A.QUEUE_RETRY_AFTER, message=message)
+    retry = real_seconds(A.QUEUE_RETRY_AFTER, time_scale)
+    return _error("rate_limited", retry, message=message)
 
 
 def failed_try_again() -> Reply:

@@ -20,7 +20,9 @@ from api_support import SPEC, MockAccount, endpoint_of
 
 from reconciler.api import wire
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings
+from reconciler.api.responses import SPAM_PROBE_SHARE
 from reconciler.api.secret import ApiKey
+from reconciler.apply import SHARE_MARGIN
 from reconciler.core.live import Condition
 from reconciler.errors import (
     ApiError,
@@ -185,9 +187,11 @@ async def test_a_read_gives_up_after_its_attempts(
     async with mock_account(script, api="enterprise") as account:
         with pytest.raises(fault.error) as caught:
             await account.read_live()
-    assert script.total == fast.retry_attempts
+    # A refusal by a rate limit is not a failure: it has its own, larger budget (issue 9).
+    limited = fault.error is RateLimited
+    assert script.total == (1 + fast.rate_limited_attempts if limited else fast.retry_attempts)
     # A failed read applied nothing; a refusal by the rate limits says so (issue 9).
-    expected = "rate-limited" if fault.error is RateLimited else "api-unreachable"
+    expected = "rate-limited" if limited else "api-unreachable"
     assert caught.value.failure_reason == expected
     assert caught.value.account == "acct"
     assert caught.value.endpoint == wire.ENTERPRISE_GET_ALL_MODELS
@@ -281,7 +285,7 @@ async def test_a_mutation_with_a_permanent_fault_is_raised_at_once(
         (answer(429, {"status": "error", "message": "Rate limit exceeded"}, **{"Retry-After": "7"}),
          7),
         (answer(200, {"status": "error", "message": "Rate limit exceeded", "tips": SPAM_TIPS}),
-         42),
+         42 * SPAM_PROBE_SHARE),
         (raw(429, b"Too Many Requests", "text/plain"), None),
         (lambda r: httpx.Response(429, text="slow down", headers={"Retry-After": "3"}), 3),
         (lambda r: httpx.Response(429, text="slow down", headers={"Retry-After": "soon"}), None),
@@ -290,7 +294,9 @@ async def test_a_mutation_with_a_permanent_fault_is_raised_at_once(
 async def test_rate_limits_carry_retry_after(
     mock_account: MockAccount, fast: ClientSettings, respond: Respond, retry_after: float | None
 ) -> None:
-    settings = ClientSettings(**{**fast.__dict__, "spam_window": 42.0, "retry_attempts": 1})
+    settings = ClientSettings(
+        **{**fast.__dict__, "spam_window": 42.0, "retry_attempts": 1, "rate_limited_attempts": 0}
+    )
     async with mock_account(Script(then=respond), settings=settings) as account:
         with pytest.raises(RateLimited) as caught:
             await account.reload("m1")
@@ -496,3 +502,8 @@ async def test_a_key_the_server_echoes_is_masked(
     texts = [str(err), repr(err), repr(err.args), repr(vars(err))]
     assert not [t for t in texts if canary in t]
     assert "****" in " ".join(texts)
+
+
+def test_a_legacy_spam_probe_fits_in_the_opening_an_apply_leaves() -> None:
+    """The client probes a refused request more often than apply's polls leave an opening."""
+    assert SPAM_PROBE_SHARE < SHARE_MARGIN - 1

@@ -309,3 +309,49 @@ def test_plan_while_another_client_keeps_listing_succeeds_or_says_rate_limited(
     if planned.code != 0:
         assert planned.code == 1, planned.text
         assert planned.err.strip().endswith("(rate-limited)"), planned.err
+
+
+@pytest.mark.parametrize("mode", ["legacy", "modern"])
+def test_a_plan_while_an_apply_polls_the_same_account_succeeds(world: World, mode: str) -> None:
+    """A pull request's plan during a scheduled repair reads the account between apply's polls.
+
+    Apply polls at least ``SHARE_MARGIN`` spam windows apart; the plan, refused inside the
+    window, waits exactly ``retry_after`` (modern) or probes a fraction of the window (legacy)
+    and lands in the opening. Every plan succeeds, and the apply still converges.
+    """
+    world.control("settings", {"error_mode": mode, "load_seconds": 420})  # 7 s real
+    world.manifest("studio", [community_model("slow")])
+    world.advance(SPAM_WINDOW)
+    apply = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            *world.global_args,
+            "apply",
+            str(world.manifests),
+            "--ledger",
+            str(world.root / "apply-ledger"),
+            "--poll-interval",
+            "0",  # as often as the spam window allows: the hardest case for a reader
+            "--timeout",
+            "40",
+            "--auto-approve",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while world.count(wire.LOAD_MODEL, "studio") == 0:  # apply is now polling
+            assert apply.poll() is None, apply.communicate()
+            threading.Event().wait(0.05)
+        plans = [plan_now(world) for _ in range(4)]
+        out, err = apply.communicate(timeout=NEVER_ENDED)
+    finally:
+        apply.kill()
+    for planned in plans:
+        assert planned.code == 0, planned.text
+        assert "rate-limited" not in planned.text
+        assert actions(planned.json(), "studio") == {"slow": "wait"}
+    assert apply.returncode == 0, out + err

@@ -22,7 +22,7 @@ from emulator_support import (
     control,
 )
 
-from reconciler.emulator import EmulatorState, assumptions
+from reconciler.emulator import EmulatorState, assumptions, responses
 
 pytestmark = pytest.mark.anyio
 
@@ -341,3 +341,21 @@ async def test_unknown_path_is_404_in_both_modes(client: httpx.AsyncClient) -> N
     answer = await client.post("v3/nope", json={"key": COMMUNITY_KEY})
     assert answer.status_code == 404
     same_shape(answer, assumptions.UNKNOWN_PATH)
+
+
+@pytest.mark.parametrize(
+    ("emulated", "time_scale", "told"),
+    [
+        (20.2, 1.0, 21),  # documented: whole seconds, rounded up
+        (0.2, 1.0, 1),  # never 0: "retry after 0" would invite a burst
+        (30.0, 60.0, 0.5),  # under a faster clock: the client's real seconds
+        (12.3456, 60.0, 0.206),  # to the millisecond, rounded up
+        (0.0001, 60.0, 0.001),
+    ],
+)
+def test_retry_after_counts_the_clients_real_seconds(
+    emulated: float, time_scale: float, told: float
+) -> None:
+    told_now = responses.real_seconds(emulated, time_scale)
+    assert told_now == told
+    assert isinstance(told_now, int) == (time_scale == 1)
