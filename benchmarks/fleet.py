@@ -134,8 +134,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _command(tool: str, base_url: str, folder: Path, args: argparse.Namespace) -> list[str]:
     window = args.spam_window / args.time_scale
     if tool == "apply":
+        # BENCH_PROFILE=FILE runs apply under cProfile, its stats written to FILE.
+        profile = os.environ.get("BENCH_PROFILE")
+        profiler = ["-m", "cProfile", "-o", profile] if profile else []
         return [
-            sys.executable, "-m", "reconciler", "--api-base", base_url, *args.global_args.split(),
+            sys.executable, *profiler, "-m", "reconciler", "--api-base", base_url, *args.global_args.split(),
             "--spam-window", str(window), "apply", str(folder / "manifests"),
             "--ledger", str(folder / "ledger"), "--poll-interval", str(window),
             "--timeout", str(args.tool_timeout), "-o", "json", *args.apply_args.split(),
