@@ -253,7 +253,7 @@ class AccountRun:
         loading = {
             m.model_id for m in self.live.models.values() if m.condition is Condition.LOADING
         }
-        if self.plan.api == "enterprise":  # loading models are not listed: count our own
+        if not self.plan.api.caps.lists_loading:  # loading models are unlisted: count our own
             now = time.monotonic()
             loading = {
                 model_id
@@ -319,7 +319,7 @@ class AccountRun:
         )
 
     async def _request(self, change: ModelChange) -> None:
-        if change.action is Action.RELOAD and self.plan.api == "community":
+        if change.action is Action.RELOAD and not self.plan.api.caps.reload_is_load:
             await self.client.reload(change.model_id)
         else:  # load, replace, and an enterprise "reload" (load_model again, design.md §3)
             await self.client.load(change.model_id, change.spec)
@@ -339,7 +339,7 @@ class AccountRun:
         now = self.live.condition(change.model_id)
         if _shows_new_load(change.condition, now):
             return _Landing.LANDED
-        if self.plan.api == "community" and change.condition is not Condition.LOADING:
+        if self.plan.api.caps.lists_loading and change.condition is not Condition.LOADING:
             return _Landing.NOT_LANDED
         return _Landing.UNKNOWN
 
@@ -370,7 +370,7 @@ class AccountRun:
         lost, or an interrupted run's intent): sending it again is a retry, not a duplicate.
         Bounded by :data:`MAX_SEND_ATTEMPTS` and by the queue.
         """
-        if self.plan.api != "enterprise":
+        if self.plan.api.caps.lists_loading:
             return
         now = time.monotonic()
         for model_id, item in self.items.items():
@@ -581,7 +581,7 @@ class AccountRun:
             # an interrupted run's load, waited for: accepted once a listing shows it
             return LedgerEvent.ACCEPTED if now is Condition.LOADING else None
         if (
-            self.plan.api == "enterprise"
+            not self.plan.api.caps.lists_loading
             and item.sent
             and now is Condition.MISSING
             and time.monotonic() - item.sent_at > self.options.load_grace

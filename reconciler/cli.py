@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -25,6 +25,7 @@ from reconciler import __version__, startup
 from reconciler import schema as schema_files
 from reconciler.adopt import adopt_account
 from reconciler.api.client import ClientSettings, concurrency_for
+from reconciler.api.kinds import API_KINDS, ApiKind
 from reconciler.api.secret import install_log_redaction, redact
 from reconciler.apply import ApplyOptions
 from reconciler.asyncrun import run_sync
@@ -92,6 +93,11 @@ shard_option = click.option(
     metavar="I/N",
     help="Only the accounts of shard I of N (a stable hash of the account name).",
 )
+
+
+def _as_api_kind(_ctx: click.Context, _param: click.Parameter, value: str | None) -> ApiKind | None:
+    """``--api``'s choice as the :class:`ApiKind` the code asks for capabilities."""
+    return None if value is None else ApiKind(value)
 
 
 def output_option(choices: list[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -722,7 +728,8 @@ def status(
 @click.option("--account", required=True, help="Name of the account the manifest declares.")
 @click.option(
     "--api",
-    type=click.Choice(["community", "enterprise"]),
+    type=click.Choice(API_KINDS),
+    callback=_as_api_kind,
     required=True,
     help="community (v3/v4 endpoints) or enterprise (a dedicated server, v1/enterprise).",
 )
@@ -742,7 +749,7 @@ def status(
 def init(
     directory: Path | None,
     account: str,
-    api: Literal["community", "enterprise"],
+    api: ApiKind,
     force: bool,
     github: bool,
     action: str,
@@ -775,7 +782,8 @@ def init(
 @click.option(
     "--api",
     "api_kind",
-    type=click.Choice(["community", "enterprise"]),
+    type=click.Choice(API_KINDS),
+    callback=_as_api_kind,
     help="The account's API, when no manifest under PATHS declares the account.",
 )
 @click.option(

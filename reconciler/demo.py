@@ -99,14 +99,18 @@ def _on_emulator(account: LoadedAccount) -> LoadedAccount:
 
 
 def _seed(state: EmulatorState, accounts: Sequence[LoadedAccount], stream: TextIO) -> None:
-    """A retired model on the enterprise server and a hand-made one on a community account."""
+    """A retired model on the enterprise server and a hand-made one on a community account.
+
+    The retired one goes where the API can delete it (the demo shows the delete), the
+    hand-made one where it cannot (the demo shows it reported and kept).
+    """
     seed = state.seed_model
     for account in accounts:
         absent = [m.model_id for m in account.desired() if m.ensure == "absent"]
-        if account.api == "enterprise" and absent:
+        if account.api.caps.can_delete and absent:
             seed(account.name, absent[0], {"url": "runwayml/stable-diffusion-v1-5"})
             _say(stream, f"seeded {account.name}/{absent[0]}: retired, declared ensure: absent")
-    community = next((a for a in accounts if a.api == "community"), None)
+    community = next((a for a in accounts if not a.api.caps.can_delete), None)
     if community is not None:
         seed(community.name, "hand-made-lora", {"url": "someone/their-lora"})
         _say(stream, f"seeded {community.name}/hand-made-lora: loaded by hand, not declared")

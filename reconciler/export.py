@@ -36,16 +36,16 @@ import yaml
 from pydantic import ValidationError
 
 from reconciler.api import wire
+from reconciler.api.kinds import ApiKind
 from reconciler.core.ledger_fold import LedgerEvent, next_entry
 from reconciler.core.live import Condition, LiveState
 from reconciler.core.records import LedgerEntry
 from reconciler.errors import ConfigError
 from reconciler.manifest.models import (
     ACCOUNT_ADAPTER,
+    LOAD_FIELDS,
     PLACEHOLDER_MARKER,
     Api,
-    CommunityLoadFields,
-    EnterpriseLoadFields,
     LoadedAccount,
     Prune,
 )
@@ -53,15 +53,6 @@ from reconciler.manifest.policy import TrustPolicy
 
 #: Model ids a manifest accepts (``models.ModelId``); anything else is not written at all.
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-_LOAD_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "community": tuple(CommunityLoadFields.model_fields),
-    "enterprise": tuple(EnterpriseLoadFields.model_fields),
-}
-_DOCUMENTED_DEFAULTS: Mapping[str, Mapping[str, str]] = {
-    "community": wire.COMMUNITY_LOAD_DEFAULTS,
-    "enterprise": wire.ENTERPRISE_LOAD_DEFAULTS,
-}
 
 
 def _placeholder(why: str) -> str:
@@ -74,13 +65,13 @@ def _one_of(values: Sequence[str]) -> str:
 
 
 #: The required fields per API, each with the placeholder that stands for it.
-PLACEHOLDERS: Mapping[str, Mapping[str, str]] = {
-    "community": {
+PLACEHOLDERS: Mapping[ApiKind, Mapping[str, str]] = {
+    ApiKind.COMMUNITY: {
         "url": _placeholder("reconciler export cannot read the url from the API"),
         "model_format": _placeholder(_one_of(wire.MODEL_FORMATS)),
         "model_category": _placeholder(_one_of(wire.MODEL_CATEGORIES)),
     },
-    "enterprise": {
+    ApiKind.ENTERPRISE: {
         "url": _placeholder("reconciler export cannot read the url from the API"),
         "model_type": _placeholder(_one_of(wire.ENTERPRISE_MODEL_TYPES)),
     },
@@ -141,10 +132,11 @@ def exported_fields(api: str, model_id: str, spec: Mapping[str, str]) -> dict[st
     :func:`reconciler.manifest.models.resolve_models` puts back exactly what is left out, so
     the entry resolves to ``spec`` again and to the same ``spec_hash``.
     """
-    defaults = dict(_DOCUMENTED_DEFAULTS[api])
-    if api == "community":
-        defaults["model_name"] = model_id
-    order = {name: index for index, name in enumerate(_LOAD_FIELDS[api])}
+    kind = ApiKind(api)
+    defaults = dict(kind.caps.load_defaults)
+    if kind.caps.named_after_id is not None:
+        defaults[kind.caps.named_after_id] = model_id
+    order = {name: index for index, name in enumerate(LOAD_FIELDS[kind])}
     kept = {k: v for k, v in spec.items() if defaults.get(k) != v}
     return dict(sorted(kept.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
@@ -213,7 +205,7 @@ def _document(account: ExportAccount, models: Sequence[Mapping[str, str]]) -> st
     document: dict[str, object] = {
         "version": 1,
         "account": account.name,
-        "api": account.api,
+        "api": str(account.api),  # the plain string: YAML cannot represent the enum
         "key_env": account.key_env,
     }
     if account.api_base is not None:

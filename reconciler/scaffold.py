@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from reconciler import schema as schema_files
 from reconciler.api import wire
+from reconciler.api.kinds import ApiKind
 from reconciler.errors import ConfigError
 from reconciler.manifest.models import ACCOUNT_ADAPTER, Api
 
@@ -117,7 +118,7 @@ def starter_manifest(account: str, api: Api, schema_ref: str) -> str:
         ("ignore: []", 'model id globs never touched, e.g. "scratch-*"'),
         ("# api_base: https://modelslab.com/api/", "optional: another API base URL"),
     ]
-    body = _COMMUNITY if api == "community" else _ENTERPRISE
+    body = _BODIES[ApiKind(api)]
     return "\n".join([*head, *_commented([*fields, *body])]) + "\n"
 
 
@@ -157,6 +158,12 @@ _ENTERPRISE: list[tuple[str, str]] = [
     ("# - model_id: old-experiment", "a model that must not exist:"),
     ("#   ensure: absent", "apply deletes it"),
 ]
+
+#: The part of the starter manifest that depends on the account's API.
+_BODIES: dict[ApiKind, list[tuple[str, str]]] = {
+    ApiKind.COMMUNITY: _COMMUNITY,
+    ApiKind.ENTERPRISE: _ENTERPRISE,
+}
 
 
 def _commented(block: Sequence[tuple[str, str]]) -> list[str]:

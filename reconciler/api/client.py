@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -44,6 +44,7 @@ import pydantic
 import stamina
 
 from reconciler.api import wire
+from reconciler.api.kinds import ApiKind
 from reconciler.api.responses import (
     ACCEPT_ENCODING,
     BodyReader,
@@ -71,7 +72,6 @@ log = logging.getLogger("reconciler.api")
 
 DEFAULT_API_BASE = "https://modelslab.com/api/"
 
-ApiKind = Literal["community", "enterprise"]
 BackoffHook = Callable[[Exception], bool | float]
 A = TypeVar("A")
 B = TypeVar("B")
@@ -435,7 +435,7 @@ class ApiClient:
     def account(
         self,
         name: str,
-        api: ApiKind,
+        api: ApiKind | str,
         key: ApiKey,
         base_url: str,
         queue_limit: int = 5,
@@ -539,14 +539,14 @@ class AccountClient:
         self,
         owner: ApiClient,
         name: str,
-        api: ApiKind,
+        api: ApiKind | str,
         key: ApiKey,
         base_url: str,
         queue_limit: int,
         limiter: anyio.Semaphore,
     ) -> None:
         self.name = name
-        self.api: ApiKind = api
+        self.api = ApiKind(api)  # the value as a plain string is accepted too
         self.queue_limit = queue_limit
         self._owner = owner
         self._key = key
@@ -560,7 +560,7 @@ class AccountClient:
 
     def __repr__(self) -> str:
         base = redact_url_credentials(self._base_url)
-        return f"AccountClient({self.name!r}, api={self.api!r}, base_url={base!r})"
+        return f"AccountClient({self.name!r}, api={self.api.value!r}, base_url={base!r})"
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -574,7 +574,7 @@ class AccountClient:
         least :data:`OVERTIME` (so a poll at the deadline still sees a prompt answer); the
         first one is always made unless the spam window holds it past the deadline.
         """
-        if self.api == "enterprise":
+        if wire.ENTERPRISE_GET_ALL_MODELS in self.api.caps.list_endpoints:
             listing = await self._read(
                 wire.ENTERPRISE_GET_ALL_MODELS, wire.GetAllModelsResponse, deadline=deadline
             )
@@ -586,12 +586,13 @@ class AccountClient:
 
     async def verify(self, model_id: str) -> bool:
         """Whether an enterprise server has ``model_id`` loaded (``verify_model``)."""
-        if self.api != "enterprise":
-            raise self._unsupported(wire.ENTERPRISE_VERIFY_MODEL, "verify_model is enterprise-only")
-        try:
-            answer = await self._read(
-                wire.ENTERPRISE_VERIFY_MODEL, wire.StatusMessage, model_id=model_id
+        endpoint = self.api.caps.verify_endpoint
+        if endpoint is None:
+            raise self._unsupported(
+                wire.ENTERPRISE_VERIFY_MODEL, f"there is no verify_model on {self.api} accounts"
             )
+        try:
+            answer = await self._read(endpoint, wire.StatusMessage, model_id=model_id)
         except ModelNotFound:
             return False
         return answer.status == "success"
@@ -607,31 +608,30 @@ class AccountClient:
 
     async def load(self, model_id: str, spec: Mapping[str, str]) -> None:
         """Start loading ``model_id`` with the load fields of ``spec`` (all strings)."""
-        model: type[wire.KeyRequest] = wire.CommunityLoadRequest
-        endpoint = wire.LOAD_MODEL
-        if self.api == "enterprise":
-            model, endpoint = wire.EnterpriseLoadRequest, wire.ENTERPRISE_LOAD_MODEL
+        model, endpoint = self.api.caps.load_request, self.api.caps.load_endpoint
         fields = {**spec, "model_id": model_id, "key": self._key.reveal()}
         payload = request_body(model, fields, self._where(endpoint))
         await self._mutate(endpoint, payload)
 
     async def reload(self, model_id: str) -> str:
         """Reload an evicted community model; the API's message says whether it started."""
-        if self.api == "enterprise":
+        endpoint = self.api.caps.reload_endpoint
+        if endpoint is None:
             raise self._unsupported(
-                wire.MODEL_RELOAD, "there is no reload on enterprise: reload is a load_model"
+                wire.MODEL_RELOAD, f"there is no reload on {self.api}: reload is a load_model"
             )
-        answer = await self._mutate(wire.MODEL_RELOAD, self._body(model_id=model_id))
+        answer = await self._mutate(endpoint, self._body(model_id=model_id))
         return answer.message
 
     async def delete(self, model_id: str) -> None:
         """Delete ``model_id`` from an enterprise server."""
-        if self.api != "enterprise":
+        endpoint = self.api.caps.delete_endpoint
+        if endpoint is None:
             raise self._unsupported(
                 wire.ENTERPRISE_DELETE_MODEL,
-                "deleting a model is not possible through the community API",
+                f"deleting a model is not possible through the {self.api} API",
             )
-        await self._mutate(wire.ENTERPRISE_DELETE_MODEL, self._body(model_id=model_id))
+        await self._mutate(endpoint, self._body(model_id=model_id))
 
     # -- plumbing ---------------------------------------------------------------------------
 

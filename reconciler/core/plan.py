@@ -21,6 +21,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reconciler.api.kinds import ApiKind
 from reconciler.core.diff import FieldChange, diff_specs
 from reconciler.core.live import Condition, LiveState
 from reconciler.core.records import LedgerEntry, LedgerState
@@ -92,7 +93,7 @@ class AccountPlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     account: str
-    api: str
+    api: ApiKind
     live_fingerprint: str
     changes: tuple[ModelChange, ...] = ()
     blockers: tuple[str, ...] = Field(default=(), description="Why apply must not act.")
@@ -271,7 +272,7 @@ def _present_action(
     condition: Condition,
     entry: LedgerEntry | None,
     has_ledger: bool,
-    api: str,
+    api: ApiKind,
     timing: Timing,
 ) -> tuple[Action, str]:
     """The design table's rows for a model that must be present."""
@@ -281,8 +282,13 @@ def _present_action(
             return in_flight
     changed = has_ledger and entry is not None and entry.spec_hash != model.spec_hash
     if condition is Condition.MISSING:
-        if api == "enterprise" and entry is not None and not changed and entry.outcome == "applied":
-            # An enterprise server lists a model only once loaded: loading it again would
+        if (
+            not api.caps.lists_loading
+            and entry is not None
+            and not changed
+            and entry.outcome == "applied"
+        ):
+            # An API that lists a model only once loaded (enterprise): loading it again would
             # restart the load this tool already sent, until the load grace has passed.
             if not timing.expired(entry.applied_at):
                 return Action.WAIT, "a load this tool sent is not listed yet"
@@ -332,7 +338,7 @@ def _possibly_in_flight(
     model: DesiredModel,
     condition: Condition,
     entry: LedgerEntry,
-    api: str,
+    api: ApiKind,
     timing: Timing,
 ) -> tuple[Action, str] | None:
     """The action for a model with a write-ahead intent of the declared spec, or None.
@@ -359,12 +365,16 @@ def _possibly_in_flight(
                 "an interrupted run may have sent this replace; the listing cannot confirm it"
             )
         return Action.NOOP, "ready; the load an interrupted run sent has finished"
-    if condition is Condition.MISSING and api == "enterprise" and not timing.expired(intent.at):
+    if (
+        condition is Condition.MISSING
+        and not api.caps.lists_loading
+        and not timing.expired(intent.at)
+    ):
         return Action.WAIT, "a load an interrupted run may have sent is not listed yet"
     return None  # missing, evicted or failed: the request did not land, or ended; usual rows
 
 
-def _absent_action(condition: Condition, protect: bool, api: str) -> tuple[Action, str]:
+def _absent_action(condition: Condition, protect: bool, api: ApiKind) -> tuple[Action, str]:
     """The design table's row for ``ensure: absent``."""
     if condition is Condition.MISSING:
         return Action.NOOP, "absent, as declared"
@@ -395,11 +405,11 @@ def _undeclared_change(
     )
 
 
-def _delete_or_block(protect: bool, api: str, why: str) -> tuple[Action, str]:
+def _delete_or_block(protect: bool, api: ApiKind, why: str) -> tuple[Action, str]:
     if protect:
         return Action.BLOCKED, f"{why}, but protected from delete"
-    if api != "enterprise":
-        return Action.BLOCKED, f"{why}; deleting is not possible through the community API"
+    if not api.caps.can_delete:
+        return Action.BLOCKED, f"{why}; deleting is not possible through the {api} API"
     return Action.DELETE, why
 
 

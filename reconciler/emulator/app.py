@@ -30,7 +30,7 @@ from reconciler.emulator import responses
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.control import control_routes
 from reconciler.emulator.faults import FaultKind, error_body, malformed_text
-from reconciler.emulator.handlers import ENDPOINTS, Endpoint
+from reconciler.emulator.handlers import ENDPOINTS, Handler
 from reconciler.emulator.responses import Reply
 from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.validation import Invalid
@@ -99,11 +99,11 @@ async def _serve_api(request: Request, state: EmulatorState, webhooks: WebhookSe
 
 
 def _process(
-    state: EmulatorState, endpoint: str, target: Endpoint, content_type: str, raw: bytes
+    state: EmulatorState, endpoint: str, handle: Handler, content_type: str, raw: bytes
 ) -> Reply:
     body = _json_object(content_type, raw)
     account = state.account_for_key(body.get("key")) if body is not None else None
-    if body is None or account is None or account.config.api != target.api:
+    if body is None or account is None or endpoint not in account.config.api.caps.endpoints:
         return responses.invalid_key()
     state.counters.attribute(account.name, endpoint)
     now, window = state.clock.now(), state.settings.spam_window_seconds
@@ -113,7 +113,7 @@ def _process(
             seconds_left, state.settings.error_mode, state.clock.time_scale
         )
     try:
-        return target.handle(state, account, body)
+        return handle(state, account, body)
     except Invalid as exc:
         return responses.validation_failed(exc.fields)
 

@@ -17,9 +17,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from reconciler.api.kinds import ApiKind
 from reconciler.errors import ConfigError
 
-ApiKind = Literal["community", "enterprise"]
 ErrorMode = Literal["legacy", "modern"]
 
 #: Seven days: the docs' idle time after which a model leaves the inference server (§2.4).

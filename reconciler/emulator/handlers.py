@@ -3,8 +3,8 @@
 One function per endpoint of api-spec §7.1, each taking the emulator's state, the account the
 key belongs to and the JSON body, and returning a :class:`~responses.Reply`. Requests are
 parsed with the shared wire models (:mod:`validation` words the errors the Laravel way) and
-answers are built from them. :data:`ENDPOINTS` maps each path to its handler and to the API
-(community or enterprise) whose keys may call it.
+answers are built from them. :data:`ENDPOINTS` maps each path to its handler; which
+API's keys may call it is the capability table's (:attr:`ApiCapabilities.endpoints`).
 
 Key checks, the spam filter, faults and HTTP statuses happen before and after, in the app.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from reconciler.api import wire
@@ -34,21 +33,12 @@ from reconciler.api.wire import (
 from reconciler.emulator import assumptions as A
 from reconciler.emulator import responses
 from reconciler.emulator.clock import to_datetime
-from reconciler.emulator.config import ApiKind
 from reconciler.emulator.records import Account, ModelRecord
 from reconciler.emulator.responses import Reply
 from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.validation import parse
 
 Handler = Callable[[EmulatorState, Account, dict[str, Any]], Reply]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A path's handler and the API whose keys may call it."""
-
-    api: ApiKind
-    handle: Handler
 
 
 def _success(message: str) -> Reply:
@@ -213,16 +203,16 @@ def system_details(state: EmulatorState, account: Account, body: dict[str, Any])
     return reply
 
 
-ENDPOINTS: dict[str, Endpoint] = {
-    wire.FINETUNE_LIST: Endpoint("community", finetune_list),
-    wire.MODEL_LIST: Endpoint("community", model_list),
-    wire.LOAD_MODEL: Endpoint("community", load_model),
-    wire.MODEL_RELOAD: Endpoint("community", model_reload),
-    wire.MODEL_RELOAD_V6: Endpoint("community", model_reload),
-    wire.ENTERPRISE_LOAD_MODEL: Endpoint("enterprise", enterprise_load),
-    wire.ENTERPRISE_VERIFY_MODEL: Endpoint("enterprise", verify_model),
-    wire.ENTERPRISE_GET_ALL_MODELS: Endpoint("enterprise", get_all_models),
-    wire.ENTERPRISE_DELETE_MODEL: Endpoint("enterprise", delete_model),
-    wire.ENTERPRISE_CLEAR_CACHE: Endpoint("enterprise", clear_cache),
-    wire.ENTERPRISE_SYSTEM_DETAILS: Endpoint("enterprise", system_details),
+ENDPOINTS: dict[str, Handler] = {
+    wire.FINETUNE_LIST: finetune_list,
+    wire.MODEL_LIST: model_list,
+    wire.LOAD_MODEL: load_model,
+    wire.MODEL_RELOAD: model_reload,
+    wire.MODEL_RELOAD_V6: model_reload,
+    wire.ENTERPRISE_LOAD_MODEL: enterprise_load,
+    wire.ENTERPRISE_VERIFY_MODEL: verify_model,
+    wire.ENTERPRISE_GET_ALL_MODELS: get_all_models,
+    wire.ENTERPRISE_DELETE_MODEL: delete_model,
+    wire.ENTERPRISE_CLEAR_CACHE: clear_cache,
+    wire.ENTERPRISE_SYSTEM_DETAILS: system_details,
 }

@@ -73,9 +73,9 @@ class Account:
         return self.config.name
 
     @property
-    def community(self) -> bool:
-        """Whether the account speaks the community API (whose idle models are evicted)."""
-        return self.config.api == "community"
+    def evicts(self) -> bool:
+        """Whether the account's API evicts idle models (the community API does)."""
+        return self.config.api.caps.evicts
 
     def in_flight(self, except_id: str = "") -> int:
         """Loads and reloads running now, not counting ``except_id``."""

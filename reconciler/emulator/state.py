@@ -227,7 +227,7 @@ class EmulatorState:
         while self._idle and self._idle[0][0] + idle <= now:
             since, _, name, _, record = heapq.heappop(self._idle)
             account = self._current(name, record)
-            if account is None or not (account.community or A.ENTERPRISE_EVICTS):
+            if account is None or not (account.evicts or A.ENTERPRISE_EVICTS):
                 continue
             if (
                 record.status in (A.READY, A.FAILED)

@@ -25,6 +25,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from reconciler.api.kinds import API_KINDS, ApiKind
 from reconciler.errors import ManifestError, ManifestProblem
 from reconciler.manifest import models
 from reconciler.manifest.models import LoadedAccount
@@ -620,9 +621,9 @@ def _message(loc: Location, error: ErrorDetails) -> str:
             return f"{shown} is not supported; expected {ctx.get('expected')}"
         return f"{shown} is not one of {', '.join(allowed)}"
     if kind == "union_tag_not_found":
-        return "'api' is required: community or enterprise"
+        return f"'api' is required: {' or '.join(API_KINDS)}"
     if kind == "union_tag_invalid":
-        return f"{_shown(ctx.get('tag'))} is not one of community, enterprise"
+        return f"{_shown(ctx.get('tag'))} is not one of {', '.join(API_KINDS)}"
     if kind in ("string_pattern_mismatch", "string_too_long") and name == "key_env":
         return "key_env is not a valid variable name (value hidden)"
     if kind == "string_pattern_mismatch":
@@ -665,14 +666,13 @@ _ALL_FIELDS = sorted(
     }
 )
 _LOAD_FIELDS: dict[str, frozenset[str]] = {
-    "community": frozenset(models.CommunityLoadFields.model_fields),
-    "enterprise": frozenset(models.EnterpriseLoadFields.model_fields),
+    api: frozenset(fields) for api, fields in models.LOAD_FIELDS.items()
 }
 _ENTRY_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("defaults", "community"): tuple(models.CommunityDefaults.model_fields),
-    ("defaults", "enterprise"): tuple(models.EnterpriseDefaults.model_fields),
-    ("models", "community"): tuple(models.CommunityModel.model_fields),
-    ("models", "enterprise"): tuple(models.EnterpriseModel.model_fields),
+    ("defaults", ApiKind.COMMUNITY): tuple(models.CommunityDefaults.model_fields),
+    ("defaults", ApiKind.ENTERPRISE): tuple(models.EnterpriseDefaults.model_fields),
+    ("models", ApiKind.COMMUNITY): tuple(models.CommunityModel.model_fields),
+    ("models", ApiKind.ENTERPRISE): tuple(models.EnterpriseModel.model_fields),
 }
 
 
@@ -681,12 +681,12 @@ def _unknown_key_message(root: yaml.Node, loc: Location, name: str) -> str:
     api = _scalar_at(root, ("api",))
     in_entry = len(loc) == 3 and loc[0] == "models"
     absent = in_entry and _scalar_at(root, (*loc[:-1], "ensure")) == "absent"
-    if absent and name in _LOAD_FIELDS["community"] | _LOAD_FIELDS["enterprise"]:
+    if absent and any(name in fields for fields in _LOAD_FIELDS.values()):
         return f"unknown key '{name}': an entry with ensure: absent takes only model_id, protect"
     if (in_entry or (len(loc) == 2 and loc[0] == "defaults")) and api in _LOAD_FIELDS:
-        other = "enterprise" if api == "community" else "community"
-        if name in _LOAD_FIELDS[other] - _LOAD_FIELDS[api]:
-            return f"unknown key '{name}': a load field of {other} accounts, not of {api} ones"
+        for other, fields in _LOAD_FIELDS.items():
+            if other != api and name in fields - _LOAD_FIELDS[api]:
+                return f"unknown key '{name}': a load field of {other} accounts, not of {api} ones"
         valid: Sequence[str] = _ENTRY_KEYS[(str(loc[0]), api)]
     elif len(loc) == 1:
         valid = tuple(models.CommunityAccount.model_fields)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Fiel
 from pydantic_core import PydanticCustomError
 
 from reconciler.api import wire
+from reconciler.api.kinds import API_KINDS, ApiKind
 
 FORMAT_VERSION = 1
 
@@ -40,7 +41,8 @@ ModelId = Annotated[
 ]
 Ensure = Literal["present", "absent"]
 Prune = Literal["none", "managed", "all"]
-Api = Literal["community", "enterprise"]
+#: Which API an account uses (the manifest spells its values ``community``/``enterprise``).
+Api = ApiKind
 
 _PROTECT = Field(
     default=False,
@@ -196,7 +198,7 @@ EnterpriseEntry = Annotated[
 ]
 
 #: Union tags that pydantic puts in error locations; the loader drops them from field paths.
-UNION_TAGS = frozenset({"present", "absent", "community", "enterprise"})
+UNION_TAGS = frozenset({"present", "absent", *API_KINDS})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +249,7 @@ class _AccountBase(_Strict):
 class CommunityAccount(_AccountBase):
     """An account on the community API (``v3``/``v4`` endpoints)."""
 
-    api: Literal["community"] = Field(description="Which API the account uses.")
+    api: Literal[ApiKind.COMMUNITY] = Field(description="Which API the account uses.")
     defaults: CommunityDefaults = Field(
         default_factory=CommunityDefaults, description="Merged under every model entry."
     )
@@ -259,7 +261,7 @@ class CommunityAccount(_AccountBase):
 class EnterpriseAccount(_AccountBase):
     """An account on a dedicated enterprise server (``v1/enterprise`` endpoints)."""
 
-    api: Literal["enterprise"] = Field(description="Which API the account uses.")
+    api: Literal[ApiKind.ENTERPRISE] = Field(description="Which API the account uses.")
     defaults: EnterpriseDefaults = Field(
         default_factory=EnterpriseDefaults, description="Merged under every model entry."
     )
@@ -279,17 +281,15 @@ ACCOUNT_ADAPTER: TypeAdapter[CommunityAccount | EnterpriseAccount] = TypeAdapter
 # Resolved desired state: what the planner consumes
 # ---------------------------------------------------------------------------------------------
 
-_LOAD_FIELDS: dict[str, tuple[str, ...]] = {
-    "community": tuple(CommunityLoadFields.model_fields),
-    "enterprise": tuple(EnterpriseLoadFields.model_fields),
+#: The load fields a manifest entry may carry, by API, in the schema's order.
+LOAD_FIELDS: Mapping[ApiKind, tuple[str, ...]] = {
+    ApiKind.COMMUNITY: tuple(CommunityLoadFields.model_fields),
+    ApiKind.ENTERPRISE: tuple(EnterpriseLoadFields.model_fields),
 }
-_REQUIRED: dict[str, tuple[str, ...]] = {
-    "community": ("url", "model_format", "model_category"),
-    "enterprise": ("url", "model_type"),
-}
-_DOCUMENTED_DEFAULTS: dict[str, Mapping[str, str]] = {
-    "community": wire.COMMUNITY_LOAD_DEFAULTS,
-    "enterprise": wire.ENTERPRISE_LOAD_DEFAULTS,
+#: Load fields with no documented default, which the entry or ``defaults`` must give.
+_REQUIRED: Mapping[ApiKind, tuple[str, ...]] = {
+    ApiKind.COMMUNITY: ("url", "model_format", "model_category"),
+    ApiKind.ENTERPRISE: ("url", "model_type"),
 }
 
 
@@ -324,7 +324,7 @@ def _merged(
     entry: CommunityModel | EnterpriseModel,
 ) -> dict[str, Any]:
     defaults = account.defaults.model_dump(exclude_none=True, exclude={"protect"})
-    own = entry.model_dump(exclude_none=True, include=set(_LOAD_FIELDS[account.api]))
+    own = entry.model_dump(exclude_none=True, include=set(LOAD_FIELDS[account.api]))
     return {**defaults, **own}
 
 
@@ -344,7 +344,7 @@ def missing_required(document: Mapping[str, Any]) -> list[tuple[tuple[str | int,
     for index, entry in enumerate(entries):
         if not isinstance(entry, Mapping) or entry.get("ensure") == "absent":
             continue
-        for name in _REQUIRED[api]:
+        for name in _REQUIRED[ApiKind(api)]:
             if entry.get(name) is None and supplied.get(name) is None:
                 problems.append(
                     (("models", index), f"'{name}' is required (set it here or in defaults)")
@@ -394,9 +394,10 @@ def resolve_models(account: CommunityAccount | EnterpriseAccount) -> tuple[Desir
         if isinstance(entry, AbsentModel):
             resolved.append(DesiredModel(entry.model_id, "absent", protect))
             continue
-        spec = {**_DOCUMENTED_DEFAULTS[account.api], **_merged(account, entry)}
-        if account.api == "community":
-            spec.setdefault("model_name", entry.model_id)
+        caps = account.api.caps
+        spec = {**caps.load_defaults, **_merged(account, entry)}
+        if caps.named_after_id is not None:
+            spec.setdefault(caps.named_after_id, entry.model_id)
         resolved.append(DesiredModel(entry.model_id, "present", protect, spec))
     return tuple(resolved)
 

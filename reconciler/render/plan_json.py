@@ -23,7 +23,7 @@ One JSON object, keys sorted, indented by two spaces::
       "accounts": [                   # sorted by account name
         {
           "account": "studio-prod",
-          "api": "community",         # community | enterprise
+          "api": "…",                 # community | enterprise
           "live_fingerprint": "sha256:…",  # the live state the plan was made from
           "blockers": ["…"],          # guards of this account (e.g. it would be left empty)
           "notes": ["…"],             # things to know (e.g. no ledger)
