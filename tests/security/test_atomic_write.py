@@ -143,7 +143,7 @@ def test_an_export_never_overwrites_a_file_that_appears_after_its_check(
 ) -> None:
     target = tmp_path / "studio.yaml"
     target.write_text("mine\n", encoding="utf-8")
-    monkeypatch.setattr(cli.os.path, "lexists", lambda path: False)  # the check saw nothing
+    monkeypatch.setattr(os.path, "lexists", lambda path: False)  # the check saw nothing
 
     with pytest.raises(ConfigError, match="already exists; nothing was written"):
         cli.write_new_file(target, "exported\n", force=False)
