@@ -138,7 +138,8 @@ def _command(tool: str, base_url: str, folder: Path, args: argparse.Namespace) -
         profile = os.environ.get("BENCH_PROFILE")
         profiler = ["-m", "cProfile", "-o", profile] if profile else []
         return [
-            sys.executable, *profiler, "-m", "reconciler", "--api-base", base_url, *args.global_args.split(),
+            sys.executable, *profiler, "-m", "reconciler",
+            "--api-base", base_url, *args.global_args.split(),
             "--spam-window", str(window), "apply", str(folder / "manifests"),
             "--ledger", str(folder / "ledger"), "--poll-interval", str(window),
             "--timeout", str(args.tool_timeout), "-o", "json", *args.apply_args.split(),

@@ -947,11 +947,14 @@ def export_account(
 
 def write_new_file(path: Path, text: str, *, force: bool) -> None:
     """Write an exported manifest: never over a file without ``force``, never via a symlink."""
+    exists = f"{path} already exists; nothing was written (--force overwrites)"
     if os.path.lexists(path) and not force:
-        raise ConfigError(f"{path} already exists; nothing was written (--force overwrites)")
+        raise ConfigError(exists)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, text, 0o644)
+        atomic_write_text(path, text, 0o644, overwrite=force)
+    except FileExistsError as exc:  # it appeared since the check: still never overwritten
+        raise ConfigError(exists) from exc
     except SymlinkRefused as exc:
         raise ConfigError(f"{path} is a symbolic link; refusing to write through it") from exc
     except OSError as exc:

@@ -1,9 +1,11 @@
 """Files the tool writes: atomically, never through a symlink, with the mode asked for.
 
-Every file the reconciler writes (ledger files, the saved plan, the schema) goes through
+Every whole file the reconciler writes (ledger files, the saved plan, the schema, exported and
+starter manifests, workflows, the crash log, the emulator's state) goes through
 :func:`atomic_write_text`, so that a crash leaves the old file or the new one, never half of
 one, and a symlink planted where a file is expected (design.md §7) is refused instead of
-followed. Reads that must not follow a symlink use :func:`read_text_nofollow`.
+followed. Reads that must not follow a symlink use :func:`read_text_nofollow`. Appends are not
+whole-file writes and stay with their owners: the ledger's journal and GitHub's step files.
 """
 
 from __future__ import annotations
@@ -27,14 +29,31 @@ def refuse_symlink(path: Path) -> None:
             raise SymlinkRefused(f"{path} is a symbolic link; refusing to follow it")
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o600, *, durable: bool = True) -> None:
-    """Write ``text`` to a new file beside ``path``, fsync it, and rename it over ``path``.
+def atomic_write_text(
+    path: Path,
+    text: str,
+    mode: int = 0o600,
+    *,
+    durable: bool = True,
+    overwrite: bool = True,
+    replace_symlink: bool = False,
+) -> None:
+    """Write ``text`` to a new file beside ``path``, fsync it, and move it into place.
 
-    The temporary file is created exclusively (never through a symlink), and the rename
-    replaces whatever entry ``path`` was, so a symlink at ``path`` is never written through;
-    it is refused outright, to make the attempt visible.
+    The one writer of whole files: the temporary file is created exclusively (never through a
+    symlink) with ``mode`` whatever the umask, so readers see the old file or the new one.
+
+    - ``overwrite`` (the default) renames the new file over ``path``. A symlink at ``path`` is
+      refused (:class:`SymlinkRefused`), to make the attempt visible; with ``replace_symlink``
+      the link itself is replaced instead (the rename never writes through it).
+    - ``overwrite=False`` hard-links the new file at ``path``, which fails with
+      :class:`FileExistsError` if anything is there (a symlink too), even one that appeared
+      a moment ago: "never over an existing file" without a check-then-write race.
+    - ``durable=False`` skips the fsyncs, for files that only need to be whole (a lock's
+      holder note, the emulator's state), not to survive a power cut.
     """
-    refuse_symlink(path)
+    if overwrite and not replace_symlink:
+        refuse_symlink(path)
     descriptor, temp_name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
     )
@@ -46,7 +65,11 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o600, *, durable: bool
             os.fchmod(handle.fileno(), mode)
             if durable:
                 os.fsync(handle.fileno())
-        temp.replace(path)
+        if overwrite:
+            temp.replace(path)
+        else:
+            os.link(temp, path)
+            temp.unlink()
     except BaseException:
         with suppress(OSError):
             temp.unlink()

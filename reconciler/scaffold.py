@@ -11,16 +11,15 @@ Files are never overwritten without ``force``: every manifest target is checked 
 file is written, so a refused run writes nothing. A schema that exists with other content (an
 older version's) is kept and reported, so a second ``init`` is never blocked by it.
 
-A write goes to a temporary file in the same folder that is then linked (a new file) or
-renamed (``force``) into place: a crash never leaves half a file, and a symlink at the target
-is replaced, never followed.
+A write goes through :func:`reconciler.fsutil.atomic_write_text`: a temporary file in the same
+folder that is then linked (a new file) or renamed (``force``) into place: a crash never leaves
+half a file, and a symlink at the target is replaced, never followed.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from reconciler import schema as schema_files
 from reconciler.api import wire
 from reconciler.api.kinds import ApiKind
 from reconciler.errors import ConfigError
+from reconciler.fsutil import atomic_write_text
 from reconciler.manifest.models import ACCOUNT_ADAPTER, Api
 
 #: The folder ``init`` writes into when none is named: the one the other commands read.
@@ -198,18 +198,10 @@ def _current(path: Path) -> str | None:
 
 
 def _write(path: Path, text: str, *, replace: bool) -> None:
+    # 0644: a manifest is no secret. A symlink at path is replaced, never followed; a new file
+    # is linked into place, which fails if anything appeared there meanwhile.
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                stream.write(text)
-            Path(temporary).chmod(0o644)  # mkstemp makes it 0600; a manifest is no secret
-            if replace:
-                Path(temporary).replace(path)  # a symlink at path is replaced, not followed
-            else:
-                os.link(temporary, path)  # fails if anything appeared there meanwhile
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+        atomic_write_text(path, text, 0o644, overwrite=replace, replace_symlink=True)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.api import wire
+from reconciler.api.kinds import ApiKind
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.records import Intent, LedgerEntry
 from reconciler.errors import ManifestError
@@ -61,8 +62,8 @@ def load_text(tmp_path: Path, text: str) -> Any:
     return account
 
 
-COMMUNITY = ExportAccount("acme", "community", "MODELSLAB_KEY_ACME")
-ENTERPRISE = ExportAccount("acme", "enterprise", "MODELSLAB_KEY_ACME")
+COMMUNITY = ExportAccount("acme", ApiKind.COMMUNITY, "MODELSLAB_KEY_ACME")
+ENTERPRISE = ExportAccount("acme", ApiKind.ENTERPRISE, "MODELSLAB_KEY_ACME")
 
 #: Text from the server's side of things that YAML would misread if written raw.
 AWKWARD = st.sampled_from(
@@ -164,7 +165,7 @@ def test_unknown_models_get_placeholders_and_the_header_says_what_to_do() -> Non
 
 
 def test_evicted_ignored_and_undeclarable_ids_stay_out_of_the_entries() -> None:
-    account = ExportAccount("acme", "community", "MODELSLAB_KEY_ACME", ignore=("tmp-*",))
+    account = ExportAccount("acme", ApiKind.COMMUNITY, "MODELSLAB_KEY_ACME", ignore=("tmp-*",))
     state = LiveState(
         "acme",
         {

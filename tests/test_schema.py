@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import jsonschema
 import pytest
 import yaml
 from pydantic import Field, TypeAdapter
@@ -145,7 +146,6 @@ def test_example_manifest_names_the_schema(path: Path) -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_manifest_is_valid_against_the_schema(path: Path) -> None:
-    jsonschema = pytest.importorskip("jsonschema")  # optional: not a dependency of ours
     document_schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
 
     for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):

@@ -2,9 +2,9 @@
 
 With ``state_file`` set, a restarted emulator (``reconciler emulator --state-file F``) still
 knows the accounts and models of the previous run, so a demo or a manual session can be
-stopped and resumed. Writes go to a temporary file that replaces the old one, so a crash
-mid-write never leaves half a file. The file holds the accounts' keys, so only its owner may
-read it (mode 0600), whatever the umask.
+stopped and resumed. Writes go through :func:`reconciler.fsutil.atomic_write_text`, so a
+crash mid-write never leaves half a file and a symlink at the path is refused. The file holds
+the accounts' keys, so only its owner may read it (mode 0600), whatever the umask.
 
 Only reading and writing; the state decides what to store.
 """
@@ -12,11 +12,12 @@ Only reading and writing; the state decides what to store.
 from __future__ import annotations
 
 import json
-import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ConfigError
+from reconciler.fsutil import atomic_write_text
 
 FORMAT_VERSION = 1
 #: rw------- : the state holds account keys.
@@ -26,12 +27,13 @@ STATE_FILE_MODE = 0o600
 def write_state(path: Path, now: float, accounts: list[dict[str, Any]]) -> None:
     """Replace the file at ``path`` with the given state."""
     data = {"format_version": FORMAT_VERSION, "now": now, "accounts": accounts}
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, STATE_FILE_MODE)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        os.fchmod(file.fileno(), STATE_FILE_MODE)  # a leftover temporary keeps its old mode
-        file.write(json.dumps(data, indent=1, sort_keys=True))
-    temporary.replace(path)
+    # Saved at every change: whole, but not fsynced (a demo's state, not a ledger).
+    text = json.dumps(data, indent=1, sort_keys=True)
+    atomic_write_text(path, text, STATE_FILE_MODE, durable=False)
+    # Earlier versions wrote through this fixed name; one a crash left behind is removed
+    # (unlink never follows a symlink).
+    with suppress(FileNotFoundError):
+        path.with_name(f".{path.name}.tmp").unlink()
 
 
 def read_state(path: Path) -> tuple[float, list[dict[str, Any]]] | None:

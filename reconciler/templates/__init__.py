@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from reconciler.errors import ConfigError
-from reconciler.fsutil import atomic_write_text
+from reconciler.fsutil import SymlinkRefused, atomic_write_text
 
 WORKFLOW_NAMES = ("plan.yml", "apply.yml", "reconcile.yml")
 ACTION_PLACEHOLDER = "__RECONCILER_ACTION__"
@@ -55,5 +55,13 @@ def write_workflows(
             raise ConfigError(f"{target} exists; remove it or pass --force to overwrite")
     folder.mkdir(parents=True, exist_ok=True)
     for target in targets:
-        atomic_write_text(target, workflow_text(target.name, action, key_env), 0o644)
+        try:
+            # overwrite=force: a file that appeared since the check is not overwritten either.
+            atomic_write_text(
+                target, workflow_text(target.name, action, key_env), 0o644, overwrite=force
+            )
+        except SymlinkRefused as exc:
+            raise ConfigError(f"{target} is a symlink; refusing to write through it") from exc
+        except FileExistsError as exc:
+            raise ConfigError(f"{target} exists; remove it or pass --force to overwrite") from exc
     return targets

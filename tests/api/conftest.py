@@ -9,7 +9,8 @@ import httpx
 import pytest
 import stamina
 
-from reconciler.api.client import AccountClient, ApiClient, ApiKind, ClientSettings
+from reconciler.api.client import AccountClient, ApiClient, ClientSettings
+from reconciler.api.kinds import ApiKind
 from reconciler.api.secret import ApiKey
 
 CANARY = "CANARY-9f8e7d-SECRET"
@@ -55,7 +56,7 @@ def mock_account(fast: ClientSettings) -> MockAccount:
     @asynccontextmanager
     async def make(
         handler: Handler,
-        api: ApiKind = "community",
+        api: ApiKind = ApiKind.COMMUNITY,
         settings: ClientSettings = fast,
         queue_limit: int = 5,
     ) -> AsyncIterator[AccountClient]:

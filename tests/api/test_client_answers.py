@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 import anyio
 import httpx
 import pytest
-from api_support import MockAccount, endpoint_of
 
 from reconciler.api import wire
 from reconciler.api.client import ClientSettings
@@ -29,6 +28,8 @@ from reconciler.errors import (
     ServerError,
     ValidationFailed,
 )
+
+from .api_support import MockAccount, endpoint_of
 
 pytestmark = pytest.mark.anyio
 

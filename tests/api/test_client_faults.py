@@ -16,7 +16,6 @@ from typing import Any, Literal
 import anyio
 import httpx
 import pytest
-from api_support import SPEC, MockAccount, endpoint_of
 
 from reconciler.api import wire
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings
@@ -34,6 +33,8 @@ from reconciler.errors import (
     ServerError,
     ValidationFailed,
 )
+
+from .api_support import SPEC, MockAccount, endpoint_of
 
 Respond = Callable[[httpx.Request], httpx.Response]
 Kind = Literal["ambiguous", "no-effect", "permanent"]

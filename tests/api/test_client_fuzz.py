@@ -158,7 +158,7 @@ def test_any_answer_is_a_result_or_an_api_error(
 
     async def run() -> None:
         async with ApiClient(SETTINGS, httpx.MockTransport(handler)) as client:
-            account = client.account("acct", api, ApiKey(CANARY), "http://api.test/api/")  # type: ignore[arg-type]
+            account = client.account("acct", api, ApiKey(CANARY), "http://api.test/api/")
             try:
                 with anyio.fail_after(30):
                     await make_call(account)

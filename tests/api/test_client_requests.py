@@ -12,7 +12,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from api_support import SPEC, MockAccount, endpoint_of
 
 from reconciler.api import wire
 from reconciler.api.client import (
@@ -37,6 +36,8 @@ from reconciler.errors import (
     ServerError,
     ValidationFailed,
 )
+
+from .api_support import SPEC, MockAccount, endpoint_of
 
 
 class FakeApi:

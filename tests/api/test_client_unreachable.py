@@ -17,12 +17,13 @@ import anyio
 import httpx
 import pytest
 import stamina
-from api_support import SPEC, MockAccount, endpoint_of
 
 from reconciler.api import wire
 from reconciler.api.client import ApiClient, ClientSettings
 from reconciler.api.secret import ApiKey
 from reconciler.errors import ApiError, ApiUnreachable, ConfigError, ServerError
+
+from .api_support import SPEC, MockAccount, endpoint_of
 
 Api = Literal["community", "enterprise"]
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_plan import URL, account, entry, live, only, recorded
 
 from reconciler.core.live import Condition
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, Action, Timing, make_plan
 from reconciler.core.records import Intent, LedgerEntry, LedgerState
 from reconciler.manifest.models import spec_hash
+
+from .test_plan import URL, account, entry, live, only, recorded
 
 WHEN = "2026-11-25T10:00:00Z"
 NOW = datetime(2026, 11, 25, 10, 1, tzinfo=UTC)  # one minute after the intent: within grace

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import ACCOUNTS, TIME_SCALE, World
 
 from reconciler.emulator.config import AccountConfig, EmulatorConfig
 from reconciler.emulator.server import running_emulator
+
+from .e2e_support import ACCOUNTS, TIME_SCALE, World
 
 
 @pytest.fixture

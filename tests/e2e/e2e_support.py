@@ -23,8 +23,8 @@ import httpx
 import pytest
 import yaml
 
+from reconciler.api.kinds import ApiKind
 from reconciler.cli import run
-from reconciler.emulator.config import ApiKind
 from reconciler.emulator.server import EmulatorHandle
 
 #: Emulated seconds per real second: a 60 s load takes 1 s, the 30 s spam window 0.5 s.
@@ -39,10 +39,10 @@ EIGHT_DAYS = 8 * 86_400
 
 #: Emulator accounts: name → (api, queue_limit, key variable).
 ACCOUNTS: Mapping[str, tuple[ApiKind, int, str]] = {
-    "studio": ("community", 5, "MODELSLAB_E2E_KEY_STUDIO"),
-    "farm": ("enterprise", 5, "MODELSLAB_E2E_KEY_FARM"),
-    "narrow": ("community", 2, "MODELSLAB_E2E_KEY_NARROW"),
-    "narrow-farm": ("enterprise", 2, "MODELSLAB_E2E_KEY_NARROW_FARM"),
+    "studio": (ApiKind.COMMUNITY, 5, "MODELSLAB_E2E_KEY_STUDIO"),
+    "farm": (ApiKind.ENTERPRISE, 5, "MODELSLAB_E2E_KEY_FARM"),
+    "narrow": (ApiKind.COMMUNITY, 2, "MODELSLAB_E2E_KEY_NARROW"),
+    "narrow-farm": (ApiKind.ENTERPRISE, 2, "MODELSLAB_E2E_KEY_NARROW_FARM"),
 }
 
 LOAD_ENDPOINTS = ("v3/load_model", "v4/dreambooth/model_reload", "v1/enterprise/load_model")
@@ -141,7 +141,7 @@ class World:
         document = {
             "version": 1,
             "account": account,
-            "api": api,
+            "api": api.value,
             "key_env": key_env,
             "queue_limit": queue_limit,
             **options,

@@ -74,7 +74,7 @@ def create_app(state: GitHubState) -> Starlette:
         state.calls.append((request.method, request.url.path))
         if request.headers.get("authorization") != f"Bearer {state.token}":
             return JSONResponse({"message": "Bad credentials"}, status_code=401)
-        if request.path_params.get("owner") + "/" + request.path_params.get("repo") != REPO:
+        if f"{request.path_params.get('owner')}/{request.path_params.get('repo')}" != REPO:
             return JSONResponse({"message": "Not Found"}, status_code=404)
         return None
 

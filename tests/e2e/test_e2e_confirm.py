@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from e2e_support import APPLY_TIMEOUT, POLL_INTERVAL, SPAM_WINDOW, World, community_model
+
+from .e2e_support import APPLY_TIMEOUT, POLL_INTERVAL, SPAM_WINDOW, World, community_model
 
 QUESTION = "Apply these changes to 1 account? Only 'yes' is accepted:"
 LOADS = "v3/load_model"

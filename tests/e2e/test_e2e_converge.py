@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from e2e_support import (
+
+from .e2e_support import (
     EIGHT_DAYS,
     World,
     account_report,

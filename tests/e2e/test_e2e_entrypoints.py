@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_support import (
+
+from .e2e_support import (
     APPLY_TIMEOUT,
     POLL_INTERVAL,
     SPAM_WINDOW,

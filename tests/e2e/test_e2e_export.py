@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_support import ACCOUNTS, World, actions, changes, community_model, enterprise_model
-from test_e2e_ledger import branch_files, commit_manifests, fresh_clone, origin
 
 from reconciler.manifest.models import PLACEHOLDER_MARKER
+
+from .e2e_support import ACCOUNTS, World, actions, changes, community_model, enterprise_model
+from .test_e2e_ledger import branch_files, commit_manifests, fresh_clone, origin
 
 __all__ = ["origin"]  # the git fixture, shared with the ledger's tests
 
@@ -328,7 +329,7 @@ def test_adopt_publishes_to_the_git_branch_ledger(world: World, origin: Path) ->
     )
     assert result.code == 0, result.text
     entry = branch_files(origin)["studio.json"]["models"]["by-hand"]  # type: ignore[index]
-    assert entry["outcome"] == "adopted"  # type: ignore[index]
+    assert entry["outcome"] == "adopted"
     # A later run, from a fresh clone, sees the model managed and exports it in full.
     second = fresh_clone(world, origin, "ci-2")
     planned = world.cli("plan", str(second / "manifests"), "--ledger", "git:", "-o", "json")

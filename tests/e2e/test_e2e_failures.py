@@ -7,7 +7,13 @@ import json
 
 import httpx
 import pytest
-from e2e_support import (
+
+from reconciler.api.client import ClientSettings
+from reconciler.apply import ApplyOptions
+from reconciler.engine import RunConfig, run_apply
+from reconciler.manifest.loader import load_manifests
+
+from .e2e_support import (
     APPLY_TIMEOUT,
     CLIENT_SPAM_WINDOW,
     POLL_INTERVAL,
@@ -18,11 +24,6 @@ from e2e_support import (
     enterprise_model,
     items,
 )
-
-from reconciler.api.client import ClientSettings
-from reconciler.apply import ApplyOptions
-from reconciler.engine import RunConfig, run_apply
-from reconciler.manifest.loader import load_manifests
 
 READY = "model_ready"
 

@@ -7,9 +7,10 @@ ends in a traceback. The full campaign (more seeds, more accounts) is
 from __future__ import annotations
 
 import pytest
-from e2e_support import LOAD_ENDPOINTS, World, community_model, enterprise_model
 
 from reconciler.ledger import FolderLedger
+
+from .e2e_support import LOAD_ENDPOINTS, World, community_model, enterprise_model
 
 READY = "model_ready"
 MODELS = 5

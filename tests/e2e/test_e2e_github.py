@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import APPLY_TIMEOUT, EIGHT_DAYS, POLL_INTERVAL, Result, World, community_model
-from github_fake import REPO, GitHubState, running_github
-from test_e2e_ledger import branch_files, commit_manifests, fresh_clone, git, origin
 
 from reconciler.render.comment import read_marker
+
+from .e2e_support import APPLY_TIMEOUT, EIGHT_DAYS, POLL_INTERVAL, Result, World, community_model
+from .github_fake import REPO, GitHubState, running_github
+from .test_e2e_ledger import branch_files, commit_manifests, fresh_clone, git, origin
 
 
 @dataclass

@@ -23,7 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from e2e_support import (
+
+from reconciler.api import wire
+from reconciler.cli import run
+
+from .e2e_support import (
     SPAM_WINDOW,
     Result,
     World,
@@ -33,10 +37,7 @@ from e2e_support import (
     enterprise_model,
     write_manifest,
 )
-from hostile import Mode, hostile_server
-
-from reconciler.api import wire
-from reconciler.cli import run
+from .hostile import Mode, hostile_server
 
 HOSTILE_KEY_ENV = "MODELSLAB_KEY_HOSTILE"
 PASSWORD = "pw-" + secrets.token_hex(8)

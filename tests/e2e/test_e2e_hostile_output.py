@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import TIME_SCALE, World, community_model, enterprise_model
 
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.server import running_emulator
+
+from .e2e_support import TIME_SCALE, World, community_model, enterprise_model
 
 HOSTILE_IDS = (
     "a\n::error title=x::injected",

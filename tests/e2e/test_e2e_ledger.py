@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_support import (
+
+from .e2e_support import (
     APPLY_TIMEOUT,
     CLIENT_SPAM_WINDOW,
     LOAD_ENDPOINTS,

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_support import APPLY_TIMEOUT, POLL_INTERVAL, TIME_SCALE, Result, World
 
 from reconciler.emulator.config import AccountConfig, EmulatorConfig
 from reconciler.emulator.server import running_emulator
+
+from .e2e_support import APPLY_TIMEOUT, POLL_INTERVAL, TIME_SCALE, Result, World
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -132,8 +133,8 @@ def test_adopting_an_existing_account_runs_as_written(
     assert "FILL-IN" not in written.split("\nversion: 1\n", 1)[1]
     manifest.write_text(written, encoding="utf-8")
 
-    validate, adopt, plan = run_block(fresh, second, monkeypatch)
-    assert validate.out == "1 account valid: studio-prod\n"
+    validated, adopt, plan = run_block(fresh, second, monkeypatch)
+    assert validated.out == "1 account valid: studio-prod\n"
     assert "adopted      analog-diffusion" in adopt.out
     assert "No changes." in plan.out
     assert fresh.mutations() == {}  # adopting an account sends nothing

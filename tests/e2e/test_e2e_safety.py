@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 
-from e2e_support import (
+from reconciler.ledger.folder import FolderLedger
+
+from .e2e_support import (
     World,
     absent,
     account_report,
@@ -15,8 +17,6 @@ from e2e_support import (
     enterprise_model,
     items,
 )
-
-from reconciler.ledger.folder import FolderLedger
 
 READY = "model_ready"
 DELETE = "v1/enterprise/delete_model"

@@ -13,15 +13,6 @@ import sys
 
 import anyio
 import pytest
-from e2e_support import (
-    ACCOUNTS,
-    APPLY_TIMEOUT,
-    POLL_INTERVAL,
-    SPAM_WINDOW,
-    World,
-    community_model,
-    enterprise_model,
-)
 
 from reconciler.api.client import (
     MAX_CONCURRENCY,
@@ -32,6 +23,16 @@ from reconciler.api.client import (
 )
 from reconciler.api.secret import ApiKey
 from reconciler.cli import build_run
+
+from .e2e_support import (
+    ACCOUNTS,
+    APPLY_TIMEOUT,
+    POLL_INTERVAL,
+    SPAM_WINDOW,
+    World,
+    community_model,
+    enterprise_model,
+)
 
 #: Modules that ``plan`` must not import: the emulator and its server, the live display, the
 #: spec differ (only replaces need it) and httpx's own command line.

@@ -9,13 +9,14 @@ import json
 
 import httpx
 import pytest
-from e2e_support import World, community_model, enterprise_model
-from test_e2e_failures import LoseFirstLoad, _config
 
 from reconciler.apply import ApplyOptions
 from reconciler.core.records import LedgerState
 from reconciler.engine import RunConfig, run_apply, run_plan
 from reconciler.ledger.memory import MemorySession
+
+from .e2e_support import World, community_model, enterprise_model
+from .test_e2e_failures import LoseFirstLoad, _config
 
 READY = "model_ready"
 FAST = ApplyOptions(timeout=20.0, poll_interval=0.6)

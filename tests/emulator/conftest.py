@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-from emulator_support import in_process, make_config
 from starlette.applications import Starlette
 
 from reconciler.emulator import EmulatorState, create_app
+
+from .emulator_support import in_process, make_config
 
 
 @pytest.fixture

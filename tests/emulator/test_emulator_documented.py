@@ -13,7 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from emulator_support import (
+
+from reconciler.emulator import EmulatorState, assumptions, responses
+
+from .emulator_support import (
     COMMUNITY_KEY,
     ENTERPRISE_KEY,
     ENTERPRISE_LOAD_BODY,
@@ -21,8 +24,6 @@ from emulator_support import (
     advance,
     control,
 )
-
-from reconciler.emulator import EmulatorState, assumptions, responses
 
 pytestmark = pytest.mark.anyio
 

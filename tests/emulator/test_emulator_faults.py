@@ -8,9 +8,10 @@ import time
 import anyio
 import httpx
 import pytest
-from emulator_support import COMMUNITY_KEY, LOAD_BODY, control, in_process, make_config, owned
 
 from reconciler.emulator import EmulatorState, create_app
+
+from .emulator_support import COMMUNITY_KEY, LOAD_BODY, control, in_process, make_config, owned
 
 pytestmark = pytest.mark.anyio
 

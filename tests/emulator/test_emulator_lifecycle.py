@@ -6,7 +6,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from emulator_support import (
+
+from reconciler.emulator import EmulatorState, create_app
+
+from .emulator_support import (
     COMMUNITY_KEY,
     ENTERPRISE_KEY,
     ENTERPRISE_LOAD_BODY,
@@ -18,8 +21,6 @@ from emulator_support import (
     owned,
     statuses,
 )
-
-from reconciler.emulator import EmulatorState, create_app
 
 pytestmark = pytest.mark.anyio
 

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from emulator_support import COMMUNITY_KEY, control, in_process, make_config
 
 from reconciler.emulator import create_app
 from reconciler.emulator.persistence import read_state, write_state
+
+from .emulator_support import COMMUNITY_KEY, control, in_process, make_config
 
 ACCOUNTS = [{"name": "studio", "key": COMMUNITY_KEY, "api": "community", "models": []}]
 

@@ -11,13 +11,14 @@ import socket
 from pathlib import Path
 
 import pytest
-from emulator_support import COMMUNITY_KEY, ENTERPRISE_KEY, make_config
 
 from reconciler.api.wire import GetAllModelsResponse, LoadedModel, PublicModel
 from reconciler.emulator import EmulatorState, handlers, responses
 from reconciler.emulator import assumptions as A
 from reconciler.emulator.clock import to_datetime
 from reconciler.emulator.server import _listen
+
+from .emulator_support import COMMUNITY_KEY, ENTERPRISE_KEY, make_config
 
 WEEK = 7 * 24 * 3600.0
 STATUSES = (A.READY, A.FAILED, A.EVICTED, A.LOADING)

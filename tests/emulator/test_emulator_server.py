@@ -20,15 +20,16 @@ from typing import Any
 
 import httpx
 import pytest
-from emulator_support import (
+
+from reconciler.emulator import running_emulator
+
+from .emulator_support import (
     COMMUNITY_KEY,
     ENTERPRISE_KEY,
     ENTERPRISE_LOAD_BODY,
     LOAD_BODY,
     make_config,
 )
-
-from reconciler.emulator import running_emulator
 
 WAIT = 5.0
 

@@ -417,7 +417,8 @@ def test_only_manifest_errors_escape_the_loader(files: list[str]) -> None:
 
 def test_the_tree_strategy_recurses_through_a_named_function() -> None:
     """Hypothesis reads ``extend``'s source to check it recurses; a lambda's read is unreliable."""
-    extend = getattr(_trees, "wrapped_strategy", _trees).extend
+    trees: Any = getattr(_trees, "wrapped_strategy", _trees)  # hypothesis's lazy wrapper, or not
+    extend = trees.extend
 
     assert extend is _containers
     assert extend.__name__ != "<lambda>"

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from security_support import Cli, Listener, Result
 
 from reconciler.cli import run
+
+from .security_support import Cli, Listener, Result
 
 #: Variables of the operator and of proxies that would change where requests go.
 _CLEARED = (

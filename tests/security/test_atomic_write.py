@@ -1,4 +1,5 @@
-"""``atomic_write_text``: the one way the tool replaces a file (plan, schema, ledger)."""
+"""``atomic_write_text``: the one way the tool writes a whole file (plan, schema, ledger,
+manifests, workflows, crash log, emulator state)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from reconciler import cli
+from reconciler.errors import ConfigError
 from reconciler.fsutil import SymlinkRefused, atomic_write_text
+from reconciler.templates import write_workflows
 
 
 def mode_of(path: Path) -> int:
@@ -87,3 +91,76 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
 
     assert target.read_text(encoding="utf-8") == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+@pytest.mark.parametrize("there", ["file", "symlink", "dangling"])
+def test_without_overwrite_anything_at_the_path_is_kept(tmp_path: Path, there: str) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n", encoding="utf-8")
+    target = tmp_path / "f.json"
+    if there == "file":
+        target.write_text("mine\n", encoding="utf-8")
+    else:
+        target.symlink_to(victim if there == "symlink" else tmp_path / "nowhere")
+
+    with pytest.raises(FileExistsError):
+        atomic_write_text(target, "new\n", overwrite=False)
+
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+    if there == "file":
+        assert target.read_text(encoding="utf-8") == "mine\n"
+    else:
+        assert target.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json", "victim"]
+
+
+def test_without_overwrite_a_new_file_gets_the_text_and_mode(tmp_path: Path) -> None:
+    target = tmp_path / "f.json"
+
+    atomic_write_text(target, "new\n", 0o644, overwrite=False)
+
+    assert target.read_text(encoding="utf-8") == "new\n"
+    assert mode_of(target) == 0o644
+    assert target.stat().st_nlink == 1  # the temporary link is gone
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_replace_symlink_replaces_the_link_never_its_target(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n", encoding="utf-8")
+    link = tmp_path / "f.json"
+    link.symlink_to(victim)
+
+    atomic_write_text(link, "new\n", 0o644, replace_symlink=True)
+
+    assert not link.is_symlink()
+    assert link.read_text(encoding="utf-8") == "new\n"
+    assert victim.read_text(encoding="utf-8") == "precious\n"
+
+
+def test_an_export_never_overwrites_a_file_that_appears_after_its_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "studio.yaml"
+    target.write_text("mine\n", encoding="utf-8")
+    monkeypatch.setattr(os.path, "lexists", lambda path: False)  # the check saw nothing
+
+    with pytest.raises(ConfigError, match="already exists; nothing was written"):
+        cli.write_new_file(target, "exported\n", force=False)
+
+    assert target.read_text(encoding="utf-8") == "mine\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["studio.yaml"]
+
+
+def test_init_never_overwrites_a_workflow_that_appears_after_its_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / ".github" / "workflows"
+    folder.mkdir(parents=True)
+    (folder / "apply.yml").write_text("mine\n", encoding="utf-8")
+    monkeypatch.setattr(Path, "exists", lambda path: False)  # the check saw nothing
+
+    with pytest.raises(ConfigError, match=r"apply\.yml exists"):
+        write_workflows(tmp_path)
+
+    assert (folder / "apply.yml").read_text(encoding="utf-8") == "mine\n"

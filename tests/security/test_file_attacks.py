@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from security_support import Cli, Listener, manifest, write
 
 from reconciler.emulator.config import AccountConfig, EmulatorConfig
 from reconciler.emulator.server import EmulatorHandle, running_emulator
+
+from .security_support import Cli, Listener, manifest, write
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from security_support import Cli, Listener, manifest, write
+
+from .security_support import Cli, Listener, manifest, write
 
 COMMANDS = [("plan",), ("plan", "-o", "json"), ("apply",), ("status",)]
 
