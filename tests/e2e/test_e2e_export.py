@@ -75,7 +75,7 @@ def test_an_applied_account_exports_to_a_manifest_that_plans_no_changes(
         "--account",
         account,
         "--api",
-        api,
+        api.value,
         "--key-env",
         key_env,
         "--ledger",
