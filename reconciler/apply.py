@@ -98,7 +98,10 @@ class _Item:
     message: str = ""
     sent: bool = False
     attempts: int = 0
+    #: When the accepted request's answer came (its load started at the latest then).
     sent_at: float = 0.0
+    #: When the accepted request left (its load started at the earliest then).
+    requested_at: float = 0.0
     #: The answer to the request was lost and no listing has proved it landed yet.
     unconfirmed: bool = False
     #: A wait for an earlier run's load that never appeared: it is now sent as a load.
@@ -120,6 +123,11 @@ class LoadTimes:
     once one load was seen ready, a listing is not asked for before the earliest load still
     running can be done. That saves listings (polling stays independent of the number of
     models) without seeing a finished load later than a poll interval would.
+
+    Both ends are taken so that the estimate is never early: a load's time is learnt from when
+    its request *left* (an upper bound: the server started it later), and a running load is
+    expected done that long after its answer *came* (the server started it before). Under
+    load, when answers come late, the other pairing polled too early and listed again.
     """
 
     shortest: float | None = None
@@ -276,6 +284,7 @@ class AccountRun:
         await self._note(item, LedgerEvent.INTENT)  # on disk before the request can leave
         while item.attempts < MAX_SEND_ATTEMPTS:
             item.attempts += 1
+            item.requested_at = time.monotonic()
             try:
                 await self._request(change)
             except InvalidKey:
@@ -447,7 +456,7 @@ class AccountRun:
         for model_id, item in self.items.items():
             if item.sent and not item.seen_ready and self.live.condition(model_id) in _SETTLED:
                 item.seen_ready = True
-                self.load_times.saw(listed - item.sent_at)
+                self.load_times.saw(listed - item.requested_at)
         await self._confirm_landed()
 
     async def _confirm_landed(self) -> None:
