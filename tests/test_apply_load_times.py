@@ -1,0 +1,92 @@
+"""apply learns load times that are never shorter than the server's (issue 11).
+
+A stub account stands in for the API: a load starts when its request arrives and its answer
+comes later (a slow answer, as under load); the listing shows it ready once its load time has
+passed since it started. Whatever the timing of the polls, the learnt load time is an upper
+bound of the real one, so the next wave's listing is never asked for before the loads can be
+done (which would cost a listing that sees nothing new).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import anyio
+import pytest
+
+from reconciler.api.kinds import ApiKind
+from reconciler.apply import AccountRun, ApplyOptions
+from reconciler.core.events import NullProgress
+from reconciler.core.live import Condition, LiveModel, LiveState
+from reconciler.core.plan import AccountPlan, Action, ModelChange
+
+LOAD_SECONDS = 0.3
+ANSWER_DELAY = 0.15  # the answer comes this long after the load started
+SPAM_WINDOW = 0.02
+
+pytestmark = pytest.mark.anyio
+
+
+class SlowAnswerAccount:
+    """Just enough of an AccountClient: loads start on arrival, answers come late."""
+
+    api = ApiKind.COMMUNITY
+    name = "acct"
+    queue_limit = 5
+    spam_window = SPAM_WINDOW
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+
+    async def load(self, model_id: str, spec: Mapping[str, str]) -> None:
+        self.started[model_id] = time.monotonic()
+        await anyio.sleep(ANSWER_DELAY)
+
+    async def read_live(self, *, deadline: float | None = None) -> LiveState:
+        now = time.monotonic()
+        models = {
+            model_id: LiveModel(
+                model_id,
+                Condition.READY if now - at >= LOAD_SECONDS else Condition.LOADING,
+                "model_ready" if now - at >= LOAD_SECONDS else "model_loading",
+            )
+            for model_id, at in self.started.items()
+        }
+        return LiveState("acct", models)
+
+
+def _load(model_id: str) -> ModelChange:
+    return ModelChange(
+        model_id=model_id,
+        action=Action.LOAD,
+        reason="missing",
+        condition=Condition.MISSING,
+        declared=True,
+        managed=False,
+        spec={"url": "org/model"},
+    )
+
+
+async def test_the_learnt_load_time_is_never_shorter_than_the_servers() -> None:
+    client = SlowAnswerAccount()
+    plan = AccountPlan(
+        account="acct",
+        api=ApiKind.COMMUNITY,
+        live_fingerprint="",
+        changes=tuple(_load(f"m{n}") for n in range(7)),  # two waves under a queue of 5
+    )
+    run = AccountRun(
+        plan,
+        client,  # type: ignore[arg-type]
+        LiveState("acct", {}),
+        ApplyOptions(wait=True, timeout=20.0, poll_interval=0.0),
+        NullProgress(),
+        time.monotonic() + 20.0,
+    )
+    await run.run()
+    assert all(item.outcome is not None for item in run.items.values())
+    assert {m.condition for m in run.live.models.values()} == {Condition.READY}
+    shortest = run.load_times.shortest
+    assert shortest is not None
+    assert shortest >= LOAD_SECONDS
