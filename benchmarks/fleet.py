@@ -14,6 +14,7 @@ lower bound (issue 11) is computed from the same settings. Every run is bounded 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -163,6 +164,8 @@ def _one_run(
             status, usage, timed_out = _wait(child, started + args.tool_timeout)
         wall = time.perf_counter() - started
         timeline = emulator.get("_bench/timeline")
+        if os.environ.get("BENCH_TIMELINE"):  # BENCH_TIMELINE=FILE keeps the arrivals
+            Path(os.environ["BENCH_TIMELINE"]).write_text(json.dumps(timeline), "utf-8")
         state = emulator.get("_emulator/state")
         requests = emulator.get("_emulator/requests")
     arrivals = [at for at, _ in timeline["arrivals"]]
