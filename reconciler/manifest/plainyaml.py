@@ -1,0 +1,188 @@
+"""The fast reading of a plain manifest: YAML events straight to Python values, no node tree.
+
+Keeping positions for error messages means composing PyYAML's node tree: for one account of
+100k models that is over a million nodes and two ``Mark`` objects each (~700 MB, about half the
+load time), then a constructor walk, a guard walk and a key walk over it. Yet almost every
+manifest a run reads is valid and needs positions only for its model entries' lines.
+
+So :func:`read_plain` reads a file's YAML *events* (freed as soon as they are read) and builds
+the values in one pass, noting only each document's line and each model entry's line. It
+handles the plain subset of YAML that manifests are written in: mappings with string keys,
+sequences, and untagged scalars resolved exactly as PyYAML's safe loader resolves them. Anything
+else (anchors, aliases, merge keys, tags, non-string or duplicate keys, keys that look like
+secrets, deep nesting, a document that is not a mapping) makes it answer ``None``; the loader
+then reads the file the careful way, with the node tree, the alias-bomb guard and exact
+file:line:field problems. It never decides that a manifest is wrong, only that it is plain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.events import (
+    DocumentEndEvent,
+    DocumentStartEvent,
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+)
+
+#: Deeper than any manifest; the careful reading reports real depth problems (limit 32).
+_MAX_DEPTH = 24
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+@dataclass(frozen=True)
+class PlainDocument:
+    """One document's value (a mapping) with the lines a valid manifest needs."""
+
+    data: dict[str, Any]
+    line: int
+    #: The line of each item of the top-level ``models`` list, in order.
+    model_lines: tuple[int, ...]
+
+
+class _NotPlain(Exception):
+    """Something only the careful reading handles (or reports)."""
+
+
+def read_plain(
+    text: str, loader_class: type[yaml.SafeLoader], secret_key: re.Pattern[str]
+) -> list[PlainDocument] | None:
+    """Every document of ``text``, or None when the file is not plain (see the module doc).
+
+    ``loader_class`` is the loader the careful reading uses (its resolvers and constructors
+    decide scalar values, so both readings agree); a key matching ``secret_key`` is not plain.
+    """
+    loader = loader_class(text)
+    try:
+        return _Reader(loader, secret_key).documents()
+    except (_NotPlain, yaml.YAMLError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
+
+
+class _Reader:
+    """One pass over a loader's events; raises :class:`_NotPlain` at the first unusual one."""
+
+    def __init__(self, loader: yaml.SafeLoader, secret_key: re.Pattern[str]) -> None:
+        if loader.yaml_path_resolvers:  # pragma: no cover - the safe loaders have none
+            raise _NotPlain
+        self._loader = loader
+        self._next: Callable[[], Event] = loader.get_event
+        self._secret_key = secret_key
+        self._plain_keys: set[str] = set()
+        resolvers = loader.yaml_implicit_resolvers
+        self._wildcard: list[tuple[str, re.Pattern[str]]] = list(resolvers.get(None, []))
+        self._resolvers = resolvers
+        self._scalars: dict[str, Any] = {}  # plain scalars that resolve to a non-string
+
+    def documents(self) -> list[PlainDocument]:
+        if type(self._next()) is not StreamStartEvent:  # pragma: no cover - always first
+            raise _NotPlain
+        documents = []
+        while True:
+            event = self._next()
+            if type(event) is StreamEndEvent:
+                return documents
+            if type(event) is not DocumentStartEvent:  # pragma: no cover - YAML's grammar
+                raise _NotPlain
+            root = self._next()
+            if type(root) is not MappingStartEvent or root.anchor is not None or root.tag:
+                raise _NotPlain  # empty documents and lists: the careful reading words it
+            lines: list[int] = []
+            data = self._mapping(1, lines)
+            documents.append(PlainDocument(data, root.start_mark.line + 1, tuple(lines)))
+            if type(self._next()) is not DocumentEndEvent:  # pragma: no cover - grammar
+                raise _NotPlain
+
+    def _mapping(self, depth: int, model_lines: list[int] | None = None) -> dict[str, Any]:
+        """The mapping whose start event was just read; ``model_lines`` only for the root."""
+        if depth > _MAX_DEPTH:
+            raise _NotPlain
+        result: dict[str, Any] = {}
+        next_event, plain_keys = self._next, self._plain_keys
+        while True:
+            event = next_event()
+            kind = type(event)
+            if kind is MappingEndEvent:
+                return result
+            if kind is not ScalarEvent or event.anchor is not None or event.tag is not None:
+                raise _NotPlain  # aliases, anchors, tags, non-scalar keys
+            key = event.value
+            if key not in plain_keys:
+                if self._resolve(event) is not key or self._secret_key.fullmatch(key):
+                    raise _NotPlain  # a key read as a number, bool, null or merge; a secret
+                plain_keys.add(key)
+            if key in result:
+                raise _NotPlain  # duplicate keys: the careful reading names both lines
+            value_event = next_event()
+            if model_lines is not None and key == "models":
+                if type(value_event) is SequenceStartEvent:
+                    result[key] = self._sequence(value_event, depth + 1, model_lines)
+                    continue
+            result[key] = self._value(value_event, depth + 1)
+
+    def _sequence(self, start: Event, depth: int, item_lines: list[int] | None = None) -> list[Any]:
+        if start.anchor is not None or start.tag is not None or depth > _MAX_DEPTH:
+            raise _NotPlain
+        result: list[Any] = []
+        next_event = self._next
+        while True:
+            event = next_event()
+            if type(event) is SequenceEndEvent:
+                return result
+            if item_lines is not None:
+                item_lines.append(event.start_mark.line + 1)
+            result.append(self._value(event, depth + 1))
+
+    def _value(self, event: Event, depth: int) -> Any:
+        kind = type(event)
+        if kind is ScalarEvent:
+            if event.anchor is not None or event.tag is not None:
+                raise _NotPlain
+            return self._resolve(event)
+        if kind is MappingStartEvent:
+            if event.anchor is not None or event.tag is not None:
+                raise _NotPlain
+            return self._mapping(depth)
+        if kind is SequenceStartEvent:
+            return self._sequence(event, depth)
+        raise _NotPlain  # an alias
+
+    def _resolve(self, event: ScalarEvent) -> Any:
+        """The scalar's value as PyYAML's composer and safe constructor would make it."""
+        value: str = event.value
+        if not event.implicit[0]:
+            return value  # quoted: always a string
+        known = self._scalars.get(value, _UNSEEN)
+        if known is not _UNSEEN:
+            return known
+        resolvers = self._resolvers.get(value[0] if value else "", ())
+        for tag, pattern in [*resolvers, *self._wildcard] if resolvers else self._wildcard:
+            if pattern.match(value):
+                break
+        else:
+            return value
+        if tag == _STR_TAG:  # pragma: no cover - no safe resolver yields str
+            return value
+        constructor = self._loader.yaml_constructors.get(tag)
+        if constructor is None or tag == "tag:yaml.org,2002:merge":
+            raise _NotPlain
+        node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
+        constructed = constructor(self._loader, node)
+        self._scalars[value] = constructed
+        return constructed
+
+
+_UNSEEN = object()
