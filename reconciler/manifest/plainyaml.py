@@ -26,7 +26,6 @@ import yaml
 from yaml.events import (
     DocumentEndEvent,
     DocumentStartEvent,
-    Event,
     MappingEndEvent,
     MappingStartEvent,
     ScalarEvent,
@@ -79,7 +78,9 @@ class _Reader:
         if loader.yaml_path_resolvers:  # pragma: no cover - the safe loaders have none
             raise _NotPlain
         self._loader = loader
-        self._next: Callable[[], Event] = loader.get_event
+        # Events are read as Any: the hot loop tells them apart by exact type, which mypy does
+        # not narrow through a local, and PyYAML's stubs type marks as optional.
+        self._next: Callable[[], Any] = loader.get_event
         self._secret_key = secret_key
         self._plain_keys: set[str] = set()
         resolvers = loader.yaml_implicit_resolvers
@@ -90,19 +91,19 @@ class _Reader:
     def documents(self) -> list[PlainDocument]:
         if type(self._next()) is not StreamStartEvent:  # pragma: no cover - always first
             raise _NotPlain
-        documents = []
+        documents: list[PlainDocument] = []
         while True:
             event = self._next()
             if type(event) is StreamEndEvent:
                 return documents
             if type(event) is not DocumentStartEvent:  # pragma: no cover - YAML's grammar
                 raise _NotPlain
-            root = self._next()
+            root: Any = self._next()
             if type(root) is not MappingStartEvent or root.anchor is not None or root.tag:
                 raise _NotPlain  # empty documents and lists: the careful reading words it
             lines: list[int] = []
             data = self._mapping(1, lines)
-            documents.append(PlainDocument(data, root.start_mark.line + 1, tuple(lines)))
+            documents.append(PlainDocument(data, _line(root), tuple(lines)))
             if type(self._next()) is not DocumentEndEvent:  # pragma: no cover - grammar
                 raise _NotPlain
 
@@ -127,13 +128,16 @@ class _Reader:
             if key in result:
                 raise _NotPlain  # duplicate keys: the careful reading names both lines
             value_event = next_event()
-            if model_lines is not None and key == "models":
-                if type(value_event) is SequenceStartEvent:
-                    result[key] = self._sequence(value_event, depth + 1, model_lines)
-                    continue
-            result[key] = self._value(value_event, depth + 1)
+            if (
+                model_lines is not None
+                and key == "models"
+                and type(value_event) is SequenceStartEvent
+            ):
+                result[key] = self._sequence(value_event, depth + 1, model_lines)
+            else:
+                result[key] = self._value(value_event, depth + 1)
 
-    def _sequence(self, start: Event, depth: int, item_lines: list[int] | None = None) -> list[Any]:
+    def _sequence(self, start: Any, depth: int, item_lines: list[int] | None = None) -> list[Any]:
         if start.anchor is not None or start.tag is not None or depth > _MAX_DEPTH:
             raise _NotPlain
         result: list[Any] = []
@@ -143,10 +147,10 @@ class _Reader:
             if type(event) is SequenceEndEvent:
                 return result
             if item_lines is not None:
-                item_lines.append(event.start_mark.line + 1)
+                item_lines.append(_line(event))
             result.append(self._value(event, depth + 1))
 
-    def _value(self, event: Event, depth: int) -> Any:
+    def _value(self, event: Any, depth: int) -> Any:
         kind = type(event)
         if kind is ScalarEvent:
             if event.anchor is not None or event.tag is not None:
@@ -160,7 +164,7 @@ class _Reader:
             return self._sequence(event, depth)
         raise _NotPlain  # an alias
 
-    def _resolve(self, event: ScalarEvent) -> Any:
+    def _resolve(self, event: Any) -> Any:
         """The scalar's value as PyYAML's composer and safe constructor would make it."""
         value: str = event.value
         if not event.implicit[0]:
@@ -169,10 +173,10 @@ class _Reader:
         if known is not _UNSEEN:
             return known
         resolvers = self._resolvers.get(value[0] if value else "", ())
-        for tag, pattern in [*resolvers, *self._wildcard] if resolvers else self._wildcard:
-            if pattern.match(value):
-                break
-        else:
+        tag = next(
+            (tag for tag, pattern in [*resolvers, *self._wildcard] if pattern.match(value)), None
+        )
+        if tag is None:
             return value
         if tag == _STR_TAG:  # pragma: no cover - no safe resolver yields str
             return value
@@ -186,3 +190,9 @@ class _Reader:
 
 
 _UNSEEN = object()
+
+
+def _line(event: Any) -> int:
+    """The 1-based line an event starts on (every event the parsers make has its marks)."""
+    line: int = event.start_mark.line
+    return line + 1
