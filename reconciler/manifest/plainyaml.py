@@ -75,17 +75,18 @@ class _Reader:
     """One pass over a loader's events; raises :class:`_NotPlain` at the first unusual one."""
 
     def __init__(self, loader: yaml.SafeLoader, secret_key: re.Pattern[str]) -> None:
-        if loader.yaml_path_resolvers:  # pragma: no cover - the safe loaders have none
-            raise _NotPlain
+        resolvers = loader.yaml_implicit_resolvers
+        if loader.yaml_path_resolvers or resolvers.get(None):  # pragma: no cover
+            raise _NotPlain  # the safe loaders have neither path nor catch-all resolvers
         self._loader = loader
         # Events are read as Any: the hot loop tells them apart by exact type, which mypy does
         # not narrow through a local, and PyYAML's stubs type marks as optional.
         self._next: Callable[[], Any] = loader.get_event
         self._secret_key = secret_key
         self._plain_keys: set[str] = set()
-        resolvers = loader.yaml_implicit_resolvers
-        self._wildcard: list[tuple[str, re.Pattern[str]]] = list(resolvers.get(None, []))
         self._resolvers = resolvers
+        #: A plain scalar starting with none of these is a string (no resolver to try).
+        self._special = frozenset(start for start in resolvers if start)
         self._scalars: dict[str, Any] = {}  # plain scalars that resolve to a non-string
 
     def documents(self) -> list[PlainDocument]:
@@ -129,6 +130,17 @@ class _Reader:
                 raise _NotPlain  # duplicate keys: the careful reading names both lines
             value_event = next_event()
             if (
+                type(value_event) is ScalarEvent
+                and value_event.anchor is None
+                and value_event.tag is None
+            ):  # inline what _value and _resolve do for the commonest value, a string
+                value = value_event.value
+                plain_string = value and value[0] not in self._special
+                if plain_string or not value_event.implicit[0]:
+                    result[key] = value
+                else:
+                    result[key] = self._resolve(value_event)
+            elif (
                 model_lines is not None
                 and key == "models"
                 and type(value_event) is SequenceStartEvent
@@ -172,13 +184,11 @@ class _Reader:
         known = self._scalars.get(value, _UNSEEN)
         if known is not _UNSEEN:
             return known
-        resolvers = self._resolvers.get(value[0] if value else "", ())
         tag = next(
-            (tag for tag, pattern in [*resolvers, *self._wildcard] if pattern.match(value)), None
+            (tag for tag, pattern in self._resolvers.get(value[:1], ()) if pattern.match(value)),
+            _STR_TAG,
         )
-        if tag is None:
-            return value
-        if tag == _STR_TAG:  # pragma: no cover - no safe resolver yields str
+        if tag == _STR_TAG:  # no resolver matched
             return value
         constructor = self._loader.yaml_constructors.get(tag)
         if constructor is None or tag == "tag:yaml.org,2002:merge":
