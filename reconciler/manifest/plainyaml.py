@@ -100,8 +100,12 @@ class _Reader:
             if type(event) is not DocumentStartEvent:  # pragma: no cover - YAML's grammar
                 raise _NotPlain
             root: Any = self._next()
+            if _is_empty(root):  # an empty document (``---`` alone): no account, skipped
+                if type(self._next()) is not DocumentEndEvent:  # pragma: no cover - grammar
+                    raise _NotPlain
+                continue
             if type(root) is not MappingStartEvent or root.anchor is not None or root.tag:
-                raise _NotPlain  # empty documents and lists: the careful reading words it
+                raise _NotPlain  # lists and scalars: the careful reading words the problem
             lines: list[int] = []
             data = self._mapping(1, lines)
             documents.append(PlainDocument(data, _line(root), tuple(lines)))
@@ -200,6 +204,17 @@ class _Reader:
 
 
 _UNSEEN = object()
+
+
+def _is_empty(event: Any) -> bool:
+    """Whether a document's root event is the empty plain scalar (which YAML reads as null)."""
+    return (
+        type(event) is ScalarEvent
+        and event.value == ""
+        and event.implicit[0]
+        and event.anchor is None
+        and event.tag is None
+    )
 
 
 def _line(event: Any) -> int:
