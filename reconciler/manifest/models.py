@@ -430,6 +430,8 @@ class LoadedAccount:
 
     def ignores(self, model_id: str) -> bool:
         """Whether ``model_id`` matches one of the account's ``ignore`` globs."""
+        if not self.spec.ignore:  # asked once per model: most accounts ignore nothing
+            return False
         return any(fnmatch.fnmatchcase(model_id, glob) for glob in self.spec.ignore)
 
     def desired(self) -> tuple[DesiredModel, ...]:
