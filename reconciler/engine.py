@@ -47,6 +47,7 @@ from reconciler.errors import (
     StalePlanError,
 )
 from reconciler.ledger.store import LedgerSession, LedgerStore
+from reconciler.manifest.loader import collector_paused
 from reconciler.manifest.models import LoadedAccount
 
 
@@ -140,9 +141,10 @@ async def plan_workspace(
     """Read every account's live state and plan against the manifests and the ledger."""
     live, failures = await read_live_states(workspace.clients, deadline)
     all_failures = (*workspace.failures, *failures)
-    plan = make_plan(
-        workspace.accounts, live, ledger, max_deletes=max_deletes, timing=now_timing(load_grace)
-    )
+    with collector_paused():  # a change or more per model, none cyclic: see collector_paused
+        plan = make_plan(
+            workspace.accounts, live, ledger, max_deletes=max_deletes, timing=now_timing(load_grace)
+        )
     unread = tuple(sorted(f.account for f in all_failures))
     return PlanRun(plan.model_copy(update={"unread": unread}), live, all_failures)
 

@@ -52,12 +52,15 @@ STATUS_CONDITIONS: Mapping[str, Condition] = {
 
 def condition_of_status(status: str) -> Condition:
     """Map an API status string to a condition; unknown strings give ``UNKNOWN``."""
+    exact = STATUS_CONDITIONS.get(status)  # the usual spelling: no copies to make
+    if exact is not None:
+        return exact
     return STATUS_CONDITIONS.get(status.strip().lower(), Condition.UNKNOWN)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LiveModel:
-    """One model as the listings show it."""
+    """One model as the listings show it (slotted: one per live model, 100k on a large account)."""
 
     model_id: str
     condition: Condition

@@ -27,7 +27,7 @@ from pydantic_core import ErrorDetails
 
 from reconciler.api.kinds import API_KINDS, ApiKind
 from reconciler.errors import ManifestError, ManifestProblem
-from reconciler.manifest import models
+from reconciler.manifest import models, plainyaml
 from reconciler.manifest.models import LoadedAccount
 from reconciler.manifest.policy import TrustPolicy
 
@@ -254,6 +254,9 @@ def _load_file(
     text = _read_text(path, name, problems)
     if text is None:
         return []
+    plain = _load_plain(name, text, policy)
+    if plain is not None:
+        return plain
     try:
         documents = list(_parse_documents(text))
     except yaml.YAMLError as exc:
@@ -275,6 +278,36 @@ def _load_file(
         account = _load_document(name, node, data, problems, policy)
         if account is not None:
             accounts.append(account)
+    return accounts
+
+
+def _load_plain(name: str, text: str, policy: TrustPolicy) -> list[LoadedAccount] | None:
+    """The file's accounts when it is plain YAML and valid throughout, else None.
+
+    The fast reading (:mod:`reconciler.manifest.plainyaml`) builds values without a node
+    tree; every check of the careful reading runs on them, and at the first problem the whole
+    file is read again the careful way, which reports it (and every other) at file:line.
+    """
+    documents = plainyaml.read_plain(text, _Loader, _SECRET_KEY)
+    if not documents:
+        return None
+    accounts = []
+    for document in documents:
+        data = document.data
+        if (
+            not _policy_allows(data, policy)
+            or _has_duplicate_model_ids(data.get("models"))
+            or models.missing_required(data)
+            or models.placeholder_problems(data)
+        ):
+            return None
+        try:
+            account = models.ACCOUNT_ADAPTER.validate_python(data)
+        except ValidationError:
+            return None
+        lines = document.model_lines
+        model_lines = {entry.model_id: lines[i] for i, entry in enumerate(account.models)}
+        accounts.append(LoadedAccount(account, name, document.line, model_lines))
     return accounts
 
 
@@ -448,6 +481,15 @@ def _load_document(
     return LoadedAccount(account, file, _position(node)[0], model_lines)
 
 
+def _policy_allows(data: dict[Any, Any], policy: TrustPolicy) -> bool:
+    """Whether :func:`_policy_problems` would find nothing (no positions needed)."""
+    checks = (("api_base", policy.api_base_problem), ("key_env", policy.key_env_problem))
+    return not any(
+        isinstance(value := data.get(field_name), str) and check(value) is not None
+        for field_name, check in checks
+    )
+
+
 def _policy_problems(
     file: str, node: yaml.Node, data: dict[Any, Any], policy: TrustPolicy
 ) -> Iterator[ManifestProblem]:
@@ -500,6 +542,15 @@ def _walk_keys(
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             yield from _walk_keys(item, (*loc, index))
+
+
+def _has_duplicate_model_ids(entries: Any) -> bool:
+    """Whether :func:`_duplicate_model_ids` would find any (no positions needed)."""
+    if not isinstance(entries, list):
+        return False
+    ids = [e.get("model_id") for e in entries if isinstance(e, dict)]
+    named = [model_id for model_id in ids if isinstance(model_id, str)]
+    return len(set(named)) != len(named)
 
 
 def _duplicate_model_ids(file: str, node: yaml.Node, entries: Any) -> Iterator[ManifestProblem]:

@@ -15,7 +15,6 @@ This module does no I/O: reading files and locating errors is :mod:`reconciler.m
 from __future__ import annotations
 
 import fnmatch
-import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -293,39 +292,35 @@ _REQUIRED: Mapping[ApiKind, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DesiredModel:
     """A declared model with defaults merged in: the unit the planner compares.
 
     ``spec`` holds the load fields exactly as they will be sent, with the API's documented
     defaults filled in, so that writing a default explicitly or leaving it out is the same spec.
+    Slotted, with ``spec_hash`` computed once at creation: the planner makes one per declared
+    model (100k for a large account) and reads the hash of every present one.
     """
 
     model_id: str
     ensure: Ensure
     protect: bool
     spec: Mapping[str, str] = field(default_factory=dict)
+    #: A stable hash of the spec: what the ledger records and compares.
+    spec_hash: str = field(init=False, repr=False, compare=False)
 
-    @functools.cached_property
-    def spec_hash(self) -> str:
-        """A stable hash of the spec: what the ledger records and compares (computed once:
-        the planner reads it for every model, twice for most)."""
-        return spec_hash(self.spec)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "spec_hash", spec_hash(self.spec))
+
+
+#: ``json.dumps(spec, sort_keys=True, separators=(",", ":"))``, made once rather than per call.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 def spec_hash(spec: Mapping[str, str]) -> str:
     """Hash a load spec canonically (sorted keys, compact JSON)."""
-    canonical = json.dumps(dict(spec), sort_keys=True, separators=(",", ":"))
+    canonical = _CANONICAL_JSON.encode(spec if isinstance(spec, dict) else dict(spec))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-def _merged(
-    account: CommunityAccount | EnterpriseAccount,
-    entry: CommunityModel | EnterpriseModel,
-) -> dict[str, Any]:
-    defaults = account.defaults.model_dump(exclude_none=True, exclude={"protect"})
-    own = entry.model_dump(exclude_none=True, include=set(LOAD_FIELDS[account.api]))
-    return {**defaults, **own}
 
 
 def missing_required(document: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -388,16 +383,29 @@ def placeholder_problems(document: Mapping[str, Any]) -> list[tuple[tuple[str | 
 def resolve_models(account: CommunityAccount | EnterpriseAccount) -> tuple[DesiredModel, ...]:
     """Every declared model of ``account`` with defaults and documented defaults merged in."""
     default_protect = bool(account.defaults.protect)
+    # The account's documented and declared defaults, merged once; then each entry's own
+    # non-null load fields over them (read as attributes: model_dump per entry cost more
+    # than the rest of planning a model).
+    caps = account.api.caps
+    base = {
+        **caps.load_defaults,
+        **account.defaults.model_dump(exclude_none=True, exclude={"protect"}),
+    }
+    names = LOAD_FIELDS[account.api]
+    named_after_id = caps.named_after_id
     resolved: list[DesiredModel] = []
     for entry in account.models:
         protect = entry.protect or default_protect
         if isinstance(entry, AbsentModel):
             resolved.append(DesiredModel(entry.model_id, "absent", protect))
             continue
-        caps = account.api.caps
-        spec = {**caps.load_defaults, **_merged(account, entry)}
-        if caps.named_after_id is not None:
-            spec.setdefault(caps.named_after_id, entry.model_id)
+        spec = base.copy()
+        for name in names:
+            value = getattr(entry, name)
+            if value is not None:
+                spec[name] = value
+        if named_after_id is not None:
+            spec.setdefault(named_after_id, entry.model_id)
         resolved.append(DesiredModel(entry.model_id, "present", protect, spec))
     return tuple(resolved)
 
@@ -423,6 +431,8 @@ class LoadedAccount:
 
     def ignores(self, model_id: str) -> bool:
         """Whether ``model_id`` matches one of the account's ``ignore`` globs."""
+        if not self.spec.ignore:  # asked once per model: most accounts ignore nothing
+            return False
         return any(fnmatch.fnmatchcase(model_id, glob) for glob in self.spec.ignore)
 
     def desired(self) -> tuple[DesiredModel, ...]:
