@@ -8,6 +8,7 @@ milliseconds, and the tests assert on the virtual instants themselves.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -143,7 +144,7 @@ async def test_a_default_run_waits_a_60_s_load_in_virtual_time_polling_at_its_pa
     assert 60.0 <= elapsed < 60.0 + 2 * ApplyOptions().poll_interval
     listings = [at for at, endpoint in world.transport.sent if endpoint == "v3/finetune_list"]
     assert len(listings) >= 3  # the plan's, then polls until the load is seen ready
-    gaps = [later - earlier for earlier, later in zip(listings, listings[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(listings)]
     assert min(gaps) >= 30.0
 
 
