@@ -23,7 +23,6 @@ One item failing does not stop the others; an account failing does not stop othe
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from enum import Enum
 import anyio
 
 from reconciler.api.client import AccountClient
+from reconciler.clock import Clock
 from reconciler.core.events import ProgressSink
 from reconciler.core.ledger_fold import LedgerEvent, next_entry
 from reconciler.core.live import Condition, LiveModel, LiveState
@@ -154,14 +154,21 @@ class AccountRun:
     items: dict[str, _Item] = field(default_factory=dict)
     #: The account's ledger entries as this run has recorded them so far.
     entries: dict[str, LedgerEntry] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
+    #: The run's clock, the client's (set at construction): every wait and instant of apply.
+    clock: Clock = field(init=False, repr=False)
+    #: When the run started, on the clock (set at construction).
+    started: float = field(init=False)
     #: When the account was last listed (the plan's listing counts as at the start).
-    last_listed: float = field(default_factory=time.monotonic)
+    last_listed: float = field(init=False)
     load_times: LoadTimes = field(default_factory=LoadTimes)
     #: Whether the remote changed since ``live`` was last listed.
     stale: bool = False
     #: The last listing error while waiting, shown if the wait ends without an answer.
     listing_error: str = ""
+
+    def __post_init__(self) -> None:
+        self.clock = self.client.clock
+        self.started = self.last_listed = self.clock.now()
 
     async def run(self) -> None:
         """Carry out the plan; errors end up in the items, never raised (but for bugs)."""
@@ -183,7 +190,7 @@ class AccountRun:
         On enterprise such a load is not listed until done; from that time on, the load grace
         runs, after which the load is taken for lost and sent again (see :meth:`_resend_lost`).
         """
-        now_mono, now_utc = time.monotonic(), datetime.now(UTC)
+        now_mono, now_utc = self.clock.now(), self.clock.utcnow()
         for model_id, item in self.items.items():
             entry = self.entries.get(model_id)
             if item.change.action is not Action.WAIT or entry is None:
@@ -218,7 +225,7 @@ class AccountRun:
         ]
         while queue:
             if self._in_flight() >= self.client.queue_limit:
-                if time.monotonic() >= self.deadline:
+                if self.clock.now() >= self.deadline:
                     for item in queue:
                         item.finish(
                             Outcome.TIMED_OUT,
@@ -262,7 +269,7 @@ class AccountRun:
             m.model_id for m in self.live.models.values() if m.condition is Condition.LOADING
         }
         if not self.plan.api.caps.lists_loading:  # loading models are unlisted: count our own
-            now = time.monotonic()
+            now = self.clock.now()
             loading = {
                 model_id
                 for model_id, item in self.items.items()
@@ -284,7 +291,7 @@ class AccountRun:
         await self._note(item, LedgerEvent.INTENT)  # on disk before the request can leave
         while item.attempts < MAX_SEND_ATTEMPTS:
             item.attempts += 1
-            item.requested_at = time.monotonic()
+            item.requested_at = self.clock.now()
             try:
                 await self._request(change)
             except InvalidKey:
@@ -318,7 +325,7 @@ class AccountRun:
             )
             return
         item.sent = self.stale = True
-        item.sent_at = time.monotonic()
+        item.sent_at = self.clock.now()
         if not item.unconfirmed:  # else the intent stays: the next run looks again
             await self._note(item, LedgerEvent.ACCEPTED)
         self._mark_loading(change.model_id)
@@ -366,7 +373,7 @@ class AccountRun:
 
     async def _wait_until_settled(self) -> None:
         while self._waiting_on():
-            if time.monotonic() >= self.deadline:
+            if self.clock.now() >= self.deadline:
                 return
             await self._poll()
             await self._resend_lost()
@@ -381,7 +388,7 @@ class AccountRun:
         """
         if self.plan.api.caps.lists_loading:
             return
-        now = time.monotonic()
+        now = self.clock.now()
         for model_id, item in self.items.items():
             entry = self.entries.get(model_id)
             never_answered = item.unconfirmed or (
@@ -427,7 +434,7 @@ class AccountRun:
         """
         interval = max(self.options.poll_interval, self.client.spam_window * SHARE_MARGIN)
         wake = min(max(self.last_listed + interval, self._earliest_done()), self.deadline)
-        await anyio.sleep(max(0.0, wake - time.monotonic()))
+        await self.clock.sleep(max(0.0, wake - self.clock.now()))
         try:
             await self._refresh()
         except InvalidKey:
@@ -450,7 +457,7 @@ class AccountRun:
         return min(running) + self.load_times.shortest if running else 0.0
 
     async def _refresh(self) -> None:
-        listed = self.last_listed = time.monotonic()
+        listed = self.last_listed = self.clock.now()
         self.live = await self.client.read_live(deadline=self.deadline)
         self.stale = False
         for model_id, item in self.items.items():
@@ -593,7 +600,7 @@ class AccountRun:
             not self.plan.api.caps.lists_loading
             and item.sent
             and now is Condition.MISSING
-            and time.monotonic() - item.sent_at > self.options.load_grace
+            and self.clock.now() - item.sent_at > self.options.load_grace
         ):
             return LedgerEvent.FAILED  # never listed within the grace: counts as a failed load
         return LedgerEvent.ACCEPTED
@@ -607,7 +614,7 @@ class AccountRun:
             action=Action.LOAD.value if item.resent else change.action.value,
             spec=change.spec,
             spec_hash=change.spec_hash,
-            at=_stamp(None),
+            at=_stamp(self.clock.utcnow()),
         )
         if entry is None:
             self.entries.pop(change.model_id, None)

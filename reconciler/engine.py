@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import anyio
 import httpx
@@ -22,6 +20,7 @@ import httpx
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings, resolve_api_base
 from reconciler.api.secret import key_from_env
 from reconciler.apply import AccountRun, ApplyOptions, LoadTimes, Recorder
+from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.core.events import NullProgress, ProgressSink
 from reconciler.core.live import LiveState
 from reconciler.core.plan import (
@@ -76,6 +75,8 @@ class Workspace:
     accounts: tuple[LoadedAccount, ...]
     clients: dict[str, AccountClient] = field(default_factory=dict)
     failures: list[AccountFailure] = field(default_factory=list)
+    #: The run's clock (the API client's): deadlines and the planner's "now".
+    clock: Clock = SYSTEM_CLOCK
 
     def account(self, name: str) -> LoadedAccount:
         """The manifest of one account of the run."""
@@ -89,7 +90,7 @@ def build_workspace(
     api_base_flag: str | None,
 ) -> Workspace:
     """Pair each account with a client; an account without its key is a failure, not a stop."""
-    workspace = Workspace(tuple(accounts))
+    workspace = Workspace(tuple(accounts), clock=api.clock)
     for account in accounts:
         try:
             key = key_from_env(account.name, account.spec.key_env, environ)
@@ -108,7 +109,7 @@ async def read_live_states(
 ) -> tuple[dict[str, LiveState], list[AccountFailure]]:
     """One listing pass per account, all accounts at once; failures are collected.
 
-    ``deadline`` (a ``time.monotonic()`` instant, such as the end of ``apply --timeout``)
+    ``deadline`` (an instant of the run's clock, such as the end of ``apply --timeout``)
     bounds the listings and their retries; see :meth:`AccountClient.read_live`.
     """
     live: dict[str, LiveState] = {}
@@ -126,9 +127,9 @@ async def read_live_states(
     return live, sorted(failures, key=lambda f: f.account)
 
 
-def now_timing(load_grace: float = DEFAULT_LOAD_GRACE) -> Timing:
-    """The planner's view of time for a plan made now."""
-    return Timing(now=datetime.now(UTC), load_grace=load_grace)
+def now_timing(load_grace: float = DEFAULT_LOAD_GRACE, clock: Clock = SYSTEM_CLOCK) -> Timing:
+    """The planner's view of time for a plan made now (on ``clock``)."""
+    return Timing(now=clock.utcnow(), load_grace=load_grace)
 
 
 async def plan_workspace(
@@ -143,7 +144,11 @@ async def plan_workspace(
     all_failures = (*workspace.failures, *failures)
     with collector_paused():  # a change or more per model, none cyclic: see collector_paused
         plan = make_plan(
-            workspace.accounts, live, ledger, max_deletes=max_deletes, timing=now_timing(load_grace)
+            workspace.accounts,
+            live,
+            ledger,
+            max_deletes=max_deletes,
+            timing=now_timing(load_grace, workspace.clock),
         )
     unread = tuple(sorted(f.account for f in all_failures))
     return PlanRun(plan.model_copy(update={"unread": unread}), live, all_failures)
@@ -207,7 +212,7 @@ async def apply_workspace(
     if session is not None:
         await session.claim(_accounts_to_write(run.plan, ledger))
     if deadline is None:
-        deadline = time.monotonic() + options.timeout
+        deadline = workspace.clock.now() + options.timeout
     reports: dict[str, AccountReport] = {}
     load_times = LoadTimes()  # learnt by every account's run, used by all
 
@@ -219,7 +224,7 @@ async def apply_workspace(
         return record
 
     async def apply_one(account_plan: AccountPlan) -> None:
-        started = time.monotonic()
+        started = workspace.clock.now()
         name = account_plan.account
         account_run = AccountRun(
             account_plan,
@@ -233,14 +238,14 @@ async def apply_workspace(
             load_times=load_times,
         )
         await account_run.run()
-        if options.wait and account_run.stale and time.monotonic() < deadline:
+        if options.wait and account_run.stale and workspace.clock.now() < deadline:
             await account_run.refresh_quietly()
         await account_run.record_outcomes()
         after = session.current_state([name]) if session is not None else None
-        timing = now_timing(options.load_grace)
+        timing = now_timing(options.load_grace, workspace.clock)
         replanned = plan_account(workspace.account(name), account_run.live, after, timing)
         reports[name] = _account_report(
-            account_plan, account_run, replanned, options, time.monotonic() - started
+            account_plan, account_run, replanned, options, workspace.clock.now() - started
         )
         if session is not None:
             await session.checkpoint([name])
@@ -349,6 +354,8 @@ class RunConfig:
     api_base: str | None = None
     settings: ClientSettings = field(default_factory=ClientSettings)
     transport: httpx.AsyncBaseTransport | None = None
+    #: Every wait, deadline and timestamp of the run; tests pass a ``FakeClock``.
+    clock: Clock = SYSTEM_CLOCK
 
 
 async def run_plan(
@@ -358,7 +365,7 @@ async def run_plan(
     load_grace: float = DEFAULT_LOAD_GRACE,
 ) -> PlanRun:
     """``plan``: read every account and plan it."""
-    async with ApiClient(config.settings, config.transport) as api:
+    async with ApiClient(config.settings, config.transport, config.clock) as api:
         workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
         return await plan_workspace(workspace, ledger, max_deletes, load_grace)
 
@@ -378,9 +385,9 @@ async def run_apply(
     ``on_plan`` sees the plan before anything is sent (the CLI prints it there).
     ``options.timeout`` bounds the whole run, the first listing and its retries included.
     """
-    deadline = time.monotonic() + options.timeout
+    deadline = config.clock.now() + options.timeout
     ledger = session.state if session is not None else None
-    async with ApiClient(config.settings, config.transport) as api:
+    async with ApiClient(config.settings, config.transport, config.clock) as api:
         workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
         if saved is None:
             run = await plan_workspace(workspace, ledger, max_deletes, options.load_grace, deadline)
@@ -397,7 +404,7 @@ async def run_apply(
 
 async def run_status(config: RunConfig) -> tuple[dict[str, LiveState], list[AccountFailure]]:
     """``status``: one listing pass per account."""
-    async with ApiClient(config.settings, config.transport) as api:
+    async with ApiClient(config.settings, config.transport, config.clock) as api:
         workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
         live, failures = await read_live_states(workspace.clients)
         return live, [*workspace.failures, *failures]

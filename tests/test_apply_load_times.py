@@ -9,21 +9,20 @@ done (which would cost a listing that sees nothing new).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
-import anyio
 import pytest
 
 from reconciler.api.kinds import ApiKind
 from reconciler.apply import AccountRun, ApplyOptions
+from reconciler.clock import FakeClock
 from reconciler.core.events import NullProgress
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.plan import AccountPlan, Action, ModelChange
 
-LOAD_SECONDS = 0.3
-ANSWER_DELAY = 0.15  # the answer comes this long after the load started
-SPAM_WINDOW = 0.02
+LOAD_SECONDS = 60.0
+ANSWER_DELAY = 20.0  # the answer comes this long after the load started (virtual seconds)
+SPAM_WINDOW = 1.0
 
 pytestmark = pytest.mark.anyio
 
@@ -36,15 +35,16 @@ class SlowAnswerAccount:
     queue_limit = 5
     spam_window = SPAM_WINDOW
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.started: dict[str, float] = {}
 
     async def load(self, model_id: str, spec: Mapping[str, str]) -> None:
-        self.started[model_id] = time.monotonic()
-        await anyio.sleep(ANSWER_DELAY)
+        self.started[model_id] = self.clock.now()
+        await self.clock.sleep(ANSWER_DELAY)
 
     async def read_live(self, *, deadline: float | None = None) -> LiveState:
-        now = time.monotonic()
+        now = self.clock.now()
         models = {
             model_id: LiveModel(
                 model_id,
@@ -69,7 +69,8 @@ def _load(model_id: str) -> ModelChange:
 
 
 async def test_the_learnt_load_time_is_never_shorter_than_the_servers() -> None:
-    client = SlowAnswerAccount()
+    clock = FakeClock()
+    client = SlowAnswerAccount(clock)
     plan = AccountPlan(
         account="acct",
         api=ApiKind.COMMUNITY,
@@ -80,9 +81,9 @@ async def test_the_learnt_load_time_is_never_shorter_than_the_servers() -> None:
         plan,
         client,  # type: ignore[arg-type]
         LiveState("acct", {}),
-        ApplyOptions(wait=True, timeout=20.0, poll_interval=0.0),
+        ApplyOptions(wait=True, timeout=1000.0, poll_interval=0.0),
         NullProgress(),
-        time.monotonic() + 20.0,
+        clock.now() + 1000.0,
     )
     await run.run()
     assert all(item.outcome is not None for item in run.items.values())

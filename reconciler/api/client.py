@@ -32,7 +32,6 @@ import json
 import logging
 import random
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -57,6 +56,7 @@ from reconciler.api.responses import (
     unusable_url_error,
 )
 from reconciler.api.secret import ApiKey, redact_url_credentials
+from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.core.live import LiveState, community_live_state, enterprise_live_state
 from reconciler.errors import (
     AnswerOverLimit,
@@ -209,6 +209,7 @@ def _within(
     unreachable_at: float = float("inf"),
     attempts: int = ClientSettings.retry_attempts,
     rate_limited_attempts: int = ClientSettings.rate_limited_attempts,
+    now: Callable[[], float] = SYSTEM_CLOCK.now,
 ) -> BackoffHook:
     """``hook``, except that a retry whose wait would end after ``deadline_at`` raises instead.
 
@@ -220,9 +221,9 @@ def _within(
     several times (see ``responses.SPAM_PROBE_SHARE``).
 
     A float verdict is the wait itself; ``True`` (stamina's exponential backoff) is judged by
-    ``longest_backoff()``, the longest wait stamina may pick next. The deadline is enforced here
-    rather than with stamina's ``timeout``, which only stops once a wait has already overrun it,
-    and which stamina's test mode ignores.
+    ``longest_backoff()``, the longest wait :func:`_backoff` may pick next. The deadline is
+    enforced here rather than with stamina's ``timeout``, which only stops once a wait has
+    already overrun it, and which stamina's test mode ignores. ``now`` is the run's clock.
     """
 
     failures = refusals = 0
@@ -240,20 +241,27 @@ def _within(
             return False
         wait = longest_backoff() if verdict is True else verdict
         until = min(deadline_at, unreachable_at) if isinstance(exc, ApiUnreachable) else deadline_at
-        return verdict if time.monotonic() + wait <= until else False
+        return verdict if now() + wait <= until else False
 
     return bounded
 
 
 def _longest_backoff(settings: ClientSettings, attempt: int) -> float:
-    """The longest wait stamina's backoff picks after failed attempt number ``attempt``.
-
-    Mirrors stamina's formula (``wait_initial * 2 ** (attempt - 1)`` plus at most
-    ``wait_jitter``, capped at ``wait_max``) with the arguments :meth:`AccountClient._retrying`
-    passes it.
-    """
+    """The longest wait :func:`_backoff` picks after failed attempt number ``attempt``."""
     exponential = settings.retry_wait_initial * 2.0 ** min(attempt - 1, 64)
     return min(settings.retry_wait_max, exponential + settings.retry_wait_initial)
+
+
+def _backoff(settings: ClientSettings, attempt: int) -> float:
+    """The exponential backoff after failed attempt number ``attempt``, with its jitter.
+
+    stamina's own formula (``wait_initial * 2 ** (attempt - 1)`` plus up to ``wait_initial``
+    of jitter, capped at ``wait_max``), computed here because the client sleeps its waits
+    itself, on the run's clock (see :meth:`AccountClient._retrying`).
+    """
+    exponential = settings.retry_wait_initial * 2.0 ** min(attempt - 1, 64)
+    jitter = random.uniform(0, settings.retry_wait_initial)
+    return min(settings.retry_wait_max, exponential + jitter)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,8 +299,9 @@ class _SpamGuard:
 
     _PRUNE_AT = 4096
 
-    def __init__(self, window: float) -> None:
+    def __init__(self, window: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self._window = window
+        self._clock = clock
         self._next_turn: dict[str, float] = {}
 
     async def wait_turn(
@@ -300,14 +309,14 @@ class _SpamGuard:
     ) -> _Booking | None:
         """Wait until ``payload`` may be sent to ``url`` again, and book that turn.
 
-        If that turn comes after ``not_after`` (a ``time.monotonic()`` instant), raise
+        If that turn comes after ``not_after`` (an instant of the run's clock), raise
         :class:`_PastDeadline` at once, booking nothing: sleeping until then would only start a
         request its caller no longer waits for.
         """
         if self._window <= 0:
             return None
         digest = _digest(url, payload)
-        now = time.monotonic()
+        now = self._clock.now()
         self._prune(now)
         previous = self._next_turn.get(digest)
         turn = now if previous is None else max(now, previous)
@@ -317,7 +326,7 @@ class _SpamGuard:
         self._next_turn[digest] = booking.booked_until  # booked before sleeping: no race
         if turn > now:
             try:
-                await anyio.sleep(turn - now)
+                await self._clock.sleep(turn - now)
             except BaseException:  # cancelled while waiting: nothing was sent
                 self.release(booking)
                 raise
@@ -363,14 +372,17 @@ class ApiClient:
         self,
         settings: ClientSettings = DEFAULT_SETTINGS,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
+        #: The run's clock: retry deadlines, backoffs and spam-window waits read it.
+        self.clock = clock
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
         self._pools: dict[str, httpx.AsyncClient] = {}
         self._limiter = anyio.Semaphore(settings.max_concurrency)
         self._account_limiters: dict[str, anyio.Semaphore] = {}
-        self._spam = _SpamGuard(settings.spam_window)
+        self._spam = _SpamGuard(settings.spam_window, clock)
         self._requests_sent = 0
 
     @property
@@ -487,7 +499,7 @@ class ApiClient:
     ) -> Any:
         """One request and its whole answer, within ``request_timeout`` and ``not_after``."""
         http = self._http_for(where.account)
-        started = time.monotonic()
+        started = self.clock.now()
         timeout = min(self.settings.request_timeout, max(not_after - started, OVERTIME))
         self._requests_sent += 1
         try:
@@ -497,15 +509,15 @@ class ApiClient:
                 async with http.stream("POST", url, json=payload) as response:
                     body = await _read_body(response, where, self.settings.max_body_bytes)
         except (httpx.RequestError, TimeoutError) as exc:
-            _log(where, type(exc).__name__, started)
+            _log(where, type(exc).__name__, self.clock.now() - started)
             raise transport_error(exc, where, timeout) from exc
         except Exception as exc:  # an unusable URL escapes httpx's own error tree
             cause = unusable_url_cause(exc)
             if cause is None:
                 raise
-            _log(where, type(cause).__name__, started)
+            _log(where, type(cause).__name__, self.clock.now() - started)
             raise unusable_url_error(cause, where) from exc
-        _log(where, f"HTTP {response.status_code}", started)
+        _log(where, f"HTTP {response.status_code}", self.clock.now() - started)
         return check(response, body, where, self.settings.spam_window)
 
 
@@ -525,8 +537,7 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _log(where: Where, outcome: str, started: float) -> None:
-    elapsed = time.monotonic() - started
+def _log(where: Where, outcome: str, elapsed: float) -> None:
     log.debug("%s POST %s: %s in %.3fs", where.account, where.endpoint, outcome, elapsed)
 
 
@@ -558,6 +569,11 @@ class AccountClient:
         """Seconds before the API accepts an identical request again (the client's setting)."""
         return self._owner.settings.spam_window
 
+    @property
+    def clock(self) -> Clock:
+        """The run's clock, shared by every account of the :class:`ApiClient`."""
+        return self._owner.clock
+
     def __repr__(self) -> str:
         base = redact_url_credentials(self._base_url)
         return f"AccountClient({self.name!r}, api={self.api.value!r}, base_url={base!r})"
@@ -567,7 +583,7 @@ class AccountClient:
     async def read_live(self, *, deadline: float | None = None) -> LiveState:
         """The account's live state from one listing pass: 2 requests (community) or 1.
 
-        ``deadline`` is a ``time.monotonic()`` instant, such as the end of ``apply --timeout``,
+        ``deadline`` is an instant of the run's clock, such as the end of ``apply --timeout``,
         after which no retry starts and no spam-window wait ends: the last error is raised
         instead. Without it only ``ClientSettings.deadline`` bounds the retries, which could
         outlast the run's own limit. A request is cut at the deadline, but is always given at
@@ -682,31 +698,48 @@ class AccountClient:
         ``deadline_at`` is the earlier of ``ClientSettings.deadline`` from now and the caller's
         ``deadline``; no retry starts after it, and a spam-window wait that would end after it
         raises the last error (or, if there is none yet, a "deadline passed" error) at once.
+
+        stamina decides and counts the retries (and its test mode still zeroes the waits), but
+        the waits are slept here on the run's clock: the hook tells stamina to wait nothing and
+        keeps the wait it chose for the top of the next attempt.
         """
         settings = self._owner.settings
-        started = time.monotonic()
+        clock = self._owner.clock
+        started = clock.now()
         deadline_at = started + settings.deadline
         if deadline is not None:
             deadline_at = min(deadline_at, deadline)
         attempt_no = 0
+        next_wait = 0.0
         last: ApiError | None = None
-        on = _within(
+        bounded = _within(
             deadline_at,
             hook,
             lambda: _longest_backoff(settings, attempt_no),
             started + settings.unreachable_deadline,
             settings.retry_attempts,
             settings.rate_limited_attempts,
+            clock.now,
         )
+
+        def on(exc: Exception) -> bool | float:
+            nonlocal next_wait
+            verdict = bounded(exc)
+            if verdict is False:
+                return False
+            wait = _backoff(settings, attempt_no) if verdict is True else float(verdict)
+            next_wait = 0.0 if stamina.is_testing() else wait
+            return 0.0  # stamina waits nothing; the wait is slept below, on the clock
+
         try:
             async for attempt in stamina.retry_context(
                 on=on,
                 attempts=None,  # counted by `on`, which does not count rate limits
                 timeout=None,  # the deadline is `on`'s, see _within
-                wait_initial=settings.retry_wait_initial,
-                wait_max=settings.retry_wait_max,
-                wait_jitter=settings.retry_wait_initial,
             ):
+                if next_wait > 0:
+                    wait, next_wait = next_wait, 0.0
+                    await clock.sleep(wait)
                 with attempt:
                     attempt_no = attempt.num
                     try:
@@ -717,11 +750,11 @@ class AccountClient:
         except _PastDeadline as exc:
             held = exc.wait
         except ApiUnreachable as exc:
-            raise _gave_up(exc, attempt_no, started) from exc.__cause__
+            raise _gave_up(exc, attempt_no, clock.now() - started) from exc.__cause__
         else:
             raise AssertionError("unreachable: stamina re-raises the last error")
         if isinstance(last, ApiUnreachable):
-            raise _gave_up(last, attempt_no, started) from last.__cause__
+            raise _gave_up(last, attempt_no, clock.now() - started) from last.__cause__
         if last is not None:
             raise last
         raise ApiUnreachable(
@@ -732,9 +765,8 @@ class AccountClient:
         )
 
 
-def _gave_up(exc: ApiUnreachable, attempts: int, started: float) -> ApiUnreachable:
+def _gave_up(exc: ApiUnreachable, attempts: int, elapsed: float) -> ApiUnreachable:
     """``exc`` with how long the call tried, so that the user sees why it gave up when it did."""
-    elapsed = time.monotonic() - started
     tries = "1 attempt" if attempts <= 1 else f"{attempts} attempts"
     return ApiUnreachable(
         f"{exc.message} (gave up after {tries} in {elapsed:.1f}s)",

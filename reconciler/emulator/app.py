@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -40,9 +41,15 @@ from reconciler.emulator.webhooks import WebhookSender
 _HANG_POLL = 0.05
 
 
-def create_app(config: EmulatorConfig) -> Starlette:
-    """A new emulator; its state is ``app.state.emulator`` (an :class:`EmulatorState`)."""
-    state = EmulatorState(config)
+def create_app(
+    config: EmulatorConfig, real_clock: Callable[[], float] = time.monotonic
+) -> Starlette:
+    """A new emulator; its state is ``app.state.emulator`` (an :class:`EmulatorState`).
+
+    ``real_clock`` is the time the emulated clock scales: a test that runs the client on a
+    fake clock passes that clock's ``now``, so both sides of the API share one time.
+    """
+    state = EmulatorState(config, real_clock)
     webhooks = WebhookSender(state.webhook_log)
 
     async def api(request: Request) -> Response:

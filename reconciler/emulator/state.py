@@ -23,6 +23,8 @@ import dataclasses
 import heapq
 import itertools
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from reconciler.api.wire import LoadWebhook
@@ -44,10 +46,12 @@ class AccountConflict(ValueError):
 class EmulatorState:
     """Accounts and models, the clock, the settings, and the request-side memories."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(
+        self, config: EmulatorConfig, real_clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.config = config
         self.settings = config.model_copy(deep=True)
-        self.clock = EmulatedClock(config.time_scale, config.start_time)
+        self.clock = EmulatedClock(config.time_scale, config.start_time, real_clock)
         self.faults = FaultInjector(config.seed)
         self.spam = SpamFilter()
         self.counters = RequestCounters()
