@@ -325,9 +325,41 @@ def _parse_documents(text: str) -> Iterator[tuple[yaml.Node, Any]]:
             if node is None:  # pragma: no cover - check_node() promised a document
                 break
             _check_graph(node)
-            yield node, loader.construct_document(node)
+            try:
+                data = loader.construct_document(node)
+            except (ValueError, OverflowError) as exc:  # a date that does not exist: 2020-13-45
+                raise _unconstructible(node) from exc
+            yield node, data
     finally:
         loader.dispose()
+
+
+def _unconstructible(root: yaml.Node) -> _GraphProblem:
+    """The first scalar of ``root`` that PyYAML's constructors refuse, as a problem at its line.
+
+    PyYAML resolves ``2020-13-45`` as a timestamp and then raises a bare ``ValueError``
+    building it; nothing from PyYAML may escape the loader, and the message names the token
+    only (never more of the file).
+    """
+    constructor = _Loader("")  # a fresh one: the failed one holds the half-built document
+    try:
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, yaml.ScalarNode):
+                try:
+                    constructor.construct_object(node)
+                except (ValueError, OverflowError):
+                    return _GraphProblem(node, f"{node.value!r} is not a valid {_tag_name(node)}")
+            stack.extend(reversed(_children(node)))
+    finally:
+        constructor.dispose()
+    return _GraphProblem(root, "a value cannot be read")
+
+
+def _tag_name(node: yaml.ScalarNode) -> str:
+    """``timestamp`` for ``tag:yaml.org,2002:timestamp``: what PyYAML took the token for."""
+    return node.tag.rsplit(":", 1)[-1] if node.tag else "value"
 
 
 class _GraphProblem(Exception):

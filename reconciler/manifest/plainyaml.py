@@ -65,8 +65,8 @@ def read_plain(
     loader = loader_class(text)
     try:
         return _Reader(loader, secret_key).documents()
-    except (_NotPlain, yaml.YAMLError, RecursionError):
-        return None
+    except (_NotPlain, yaml.YAMLError, RecursionError, ValueError, OverflowError):
+        return None  # the careful reading reports any problem at its line
     finally:
         loader.dispose()
 

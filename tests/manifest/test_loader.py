@@ -160,6 +160,25 @@ def test_a_missing_field_is_reported_with_the_schema_errors(manifest_tree: Manif
     assert any(path == "models[0].model_format" for _, path, _ in found)
 
 
+@pytest.mark.parametrize("token", ["2020-13-45", "2021-02-30", "2020-01-01 25:00:00"])
+def test_a_date_that_does_not_exist_is_a_problem_at_its_line(
+    manifest_tree: ManifestTree, token: str
+) -> None:
+    """PyYAML takes the token for a timestamp and fails building it; the loader says where."""
+    text = (
+        "version: 1\naccount: a\napi: community\nkey_env: MODELSLAB_K\nmodels:\n"
+        f"  - model_id: x\n    url: org/x\n    when: {token}\n"
+    )
+    root = manifest_tree({"a.yaml": text})
+
+    with pytest.raises(ManifestError) as caught:
+        load_manifests([root])
+
+    (problem,) = caught.value.problems
+    assert (Path(problem.file).name, problem.line, problem.column) == ("a.yaml", 8, 11)
+    assert problem.message == f"{token!r} is not a valid timestamp"
+
+
 def test_a_file_that_is_not_utf8_is_a_problem(manifest_tree: ManifestTree) -> None:
     root = manifest_tree({})
     (root / "bad.yaml").write_bytes(b"version: 1\naccount: \xff\xfe\n")
