@@ -33,6 +33,7 @@ from reconciler.core.events import ProgressSink
 from reconciler.core.intent import Shard, in_shard, parse_shard
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Action, Plan
 from reconciler.core.report import ApplyReport
+from reconciler.core.status import status_rows
 from reconciler.crashlog import write_crash_log
 from reconciler.engine import (
     AccountFailure,
@@ -69,7 +70,7 @@ from reconciler.render.plan_json import write_plan_json
 from reconciler.render.plan_text import write_plan_text
 from reconciler.render.report import write_report_json, write_report_text
 from reconciler.render.safe_text import SafeLogFormatter, safe_text
-from reconciler.render.status import status_rows, write_status_json, write_status_text
+from reconciler.render.status import write_status_json, write_status_text
 from reconciler.scaffold import DEFAULT_DIRECTORY, key_env_for, starter_files, write_starter
 from reconciler.templates import DEFAULT_ACTION, write_workflows
 
