@@ -32,7 +32,6 @@ from reconciler.asyncrun import run_sync
 from reconciler.core.events import ProgressSink
 from reconciler.core.intent import Shard, in_shard, parse_shard
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Action, Plan
-from reconciler.core.report import ApplyReport
 from reconciler.core.status import status_rows
 from reconciler.crashlog import write_crash_log
 from reconciler.engine import (
@@ -64,13 +63,16 @@ from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import Api, LoadedAccount
 from reconciler.manifest.policy import DEFAULT_KEY_ENV_PATTERN, TrustPolicy, operator_policy
 from reconciler.planfile import read_plan_file, write_plan_file
-from reconciler.render.diagnostics import write_problems_text, write_validation_json
-from reconciler.render.markdown import render_plan_markdown
-from reconciler.render.plan_json import write_plan_json
+from reconciler.render.diagnostics import Validation, write_problems_text
+from reconciler.render.outputs import (
+    PLAN_RENDERERS,
+    REPORT_RENDERERS,
+    STATUS_RENDERERS,
+    VALIDATION_RENDERERS,
+    Streams,
+)
 from reconciler.render.plan_text import write_plan_text
-from reconciler.render.report import write_report_json, write_report_text
 from reconciler.render.safe_text import SafeLogFormatter, safe_text
-from reconciler.render.status import write_status_json, write_status_text
 from reconciler.scaffold import DEFAULT_DIRECTORY, key_env_for, starter_files, write_starter
 from reconciler.templates import DEFAULT_ACTION, write_workflows
 
@@ -192,7 +194,7 @@ def cli(
 @click.option(
     "--account", "account_names", multiple=True, help="Only list this account (repeatable)."
 )
-@output_option(["text", "json", "github"])
+@output_option(list(VALIDATION_RENDERERS))
 @click.pass_obj
 def validate(
     obj: dict[str, Any], paths: tuple[str, ...], account_names: tuple[str, ...], output: str | None
@@ -218,24 +220,17 @@ def validate_into(
     policy: TrustPolicy,
 ) -> int:
     """``validate``'s work, shared with a fork pull request's degraded ``plan``."""
+    render = VALIDATION_RENDERERS[output]
     try:
         accounts = build_accounts(paths or DEFAULT_PATHS, account_names, policy)
     except ManifestError as exc:
-        if output == "json":
-            write_validation_json(exc.problems, [], sys.stdout)
-        else:
-            write_problems_text(exc.problems, sys.stderr)
+        render(Validation(problems=tuple(exc.problems)), std_streams())
         if step is not None:
             step.invalid(exc.problems)
         return EXIT_FAILED
     if step is not None:
         step.valid(accounts)
-    if output == "json":
-        write_validation_json([], [a.name for a in accounts], sys.stdout)
-    else:
-        noun = "account" if len(accounts) == 1 else "accounts"
-        names = safe_text(", ".join(a.name for a in accounts))
-        click.echo(f"{len(accounts)} {noun} valid: {names}")
+    render(Validation(accounts=tuple(a.name for a in accounts)), std_streams())
     return EXIT_OK
 
 
@@ -460,20 +455,9 @@ def confirm_plan(plan: Plan, stream: TextIO, answers: TextIO) -> None:
         raise ApplyDeclined("apply cancelled: the answer was not 'yes'; nothing was sent")
 
 
-def write_plan_markdown(plan: Plan, stream: TextIO) -> None:
-    """The plan as a pull-request comment."""
-    stream.write(render_plan_markdown(plan))
-
-
-PLAN_WRITERS: dict[str, Callable[[Plan, TextIO], None]] = {
-    "text": write_plan_text,
-    "json": write_plan_json,
-    "markdown": write_plan_markdown,
-}
-REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
-    "text": write_report_text,
-    "json": write_report_json,
-}
+def std_streams() -> Streams:
+    """The process's stdout and stderr, looked up when used (a test may have replaced them)."""
+    return Streams(sys.stdout, sys.stderr)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -482,7 +466,7 @@ REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
 @cli.command()
 @paths_argument
 @account_option
-@output_option([*sorted(PLAN_WRITERS), "github"])
+@output_option(list(PLAN_RENDERERS))
 @click.option(
     "--out",
     "out_file",
@@ -537,7 +521,7 @@ def plan(
         return EXIT_FAILED
     ledger = store.read() if store else None
     run = run_sync(functools.partial(run_plan, config, ledger, max_deletes, load_grace))
-    PLAN_WRITERS["text" if step else output or "text"](run.plan, sys.stdout)
+    PLAN_RENDERERS[output](run.plan, std_streams())
     echo_failures(run.failures)
     if out_file is not None and not run.failures:  # an incomplete plan is never saved
         write_plan_file(run.plan, out_file)
@@ -556,7 +540,7 @@ def plan(
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str), metavar="[PLANFILE] [PATHS]...")
 @account_option
-@output_option([*sorted(REPORT_WRITERS), "github"])
+@output_option(list(REPORT_RENDERERS))
 @click.option("--no-wait", is_flag=True, help="Send the requests; do not wait for readiness.")
 @click.option(
     "--timeout",
@@ -646,7 +630,7 @@ def apply(
         on_plan=build_on_plan(output, ask=ask),
         progress=_progress(sys.stderr),
     )
-    REPORT_WRITERS[output](report, sys.stdout)
+    REPORT_RENDERERS[output](report, std_streams())
     return EXIT_OK if report.ok() else EXIT_FAILED
 
 
@@ -681,7 +665,7 @@ def apply_github(
 
         def on_plan(run: PlanRun) -> None:
             seen.append(run.plan)
-            write_plan_text(run.plan, sys.stdout)
+            PLAN_RENDERERS["github"](run.plan, std_streams())
             step.check_reviewed(run.plan, review, auto_approve)
 
         report = execute_apply(
@@ -693,7 +677,7 @@ def apply_github(
             on_plan=on_plan,
             progress=_progress(sys.stderr),
         )
-    write_report_text(report, sys.stdout)
+    REPORT_RENDERERS["github"](report, std_streams())
     step.applied(report, seen[0] if seen else None, config.accounts, None, drift_issue)
     return EXIT_OK if report.ok() else EXIT_FAILED
 
@@ -701,7 +685,7 @@ def apply_github(
 @cli.command()
 @paths_argument
 @account_option
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("-o", "--output", type=click.Choice(list(STATUS_RENDERERS)), default="text")
 @ledger_option
 @no_ledger_option
 @shard_option
@@ -719,7 +703,7 @@ def status(
     config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
     live, failures = run_sync(functools.partial(run_status, config))
     rows = status_rows(config.accounts, live, store.read() if store else None)
-    (write_status_json if output == "json" else write_status_text)(rows, sys.stdout)
+    STATUS_RENDERERS[output](rows, std_streams())
     echo_failures(failures)
     return EXIT_FAILED if failures else EXIT_OK
 
