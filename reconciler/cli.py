@@ -62,7 +62,7 @@ from reconciler.ledger.store import LedgerStore, open_ledger
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import Api, LoadedAccount
 from reconciler.manifest.policy import DEFAULT_KEY_ENV_PATTERN, TrustPolicy, operator_policy
-from reconciler.planfile import read_plan_file, write_plan_file
+from reconciler.planfile import read_plan_file, split_plan_file, write_plan_file
 from reconciler.render.diagnostics import Validation, write_problems_text
 from reconciler.render.outputs import (
     PLAN_RENDERERS,
@@ -387,15 +387,6 @@ def build_run(
     config = RunConfig(accounts, os.environ, obj["api_base"], settings)
     store = None if no_ledger else open_ledger(ledger_path, paths, claim_seconds)
     return config, store
-
-
-def split_plan_file(paths: Sequence[str]) -> tuple[Path | None, tuple[str, ...]]:
-    """``apply plan.json [PATHS]``: the saved plan, if any, and the manifest paths."""
-    plans = [p for p in paths if p.endswith(".json")]
-    if len(plans) > 1:
-        raise ConfigError(f"apply takes one saved plan, got {', '.join(plans)}")
-    rest = tuple(p for p in paths if not p.endswith(".json"))
-    return (Path(plans[0]) if plans else None), (rest or DEFAULT_PATHS)
 
 
 def echo_failures(failures: Sequence[AccountFailure]) -> None:
