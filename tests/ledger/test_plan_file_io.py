@@ -130,5 +130,5 @@ def test_apply_arguments_name_one_saved_plan_and_the_manifest_paths() -> None:
     )
     assert split_plan_file(["manifests/"]) == (None, ("manifests/",))
     assert split_plan_file(["plan.json"]) == (Path("plan.json"), DEFAULT_MANIFEST_PATHS)
-    with pytest.raises(ConfigError, match="one saved plan, got a.json, b.json"):
+    with pytest.raises(ConfigError, match=r"one saved plan, got a\.json, b\.json"):
         split_plan_file(["a.json", "b.json"])
