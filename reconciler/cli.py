@@ -1,21 +1,26 @@
 """The ``reconciler`` command line: parse, wire, render; nothing more.
 
 Each command builds its collaborators, calls one function of the engine, renders the result
-and returns an exit code. :func:`main` is the one error boundary (design.md §4): expected
-errors (:class:`ReconcilerError`, bad usage) print one or two lines and exit 1, Ctrl-C exits
-130, anything else is a bug and exits 3 with a hint to report it; no traceback unless
-``--debug``. Messages quote the API, paths and manifest values, so what the CLI echoes itself
-passes through :func:`~reconciler.render.safe_text.safe_text`, and so do log lines.
+(the renderer is looked up in :mod:`reconciler.render.outputs`) and returns an exit code.
+:func:`run` is the one error boundary (design.md §4): expected errors
+(:class:`ReconcilerError`, bad usage) print one or two lines and exit 1, or, where ``apply``
+declared them a refusal (:func:`refusals_reported`), show the refused report; Ctrl-C exits
+130; anything else is a bug and exits 3 with a hint to report it and a crash log
+(:mod:`reconciler.crashlog`); no traceback unless ``--debug``. Messages quote the API, paths
+and manifest values, so what the CLI echoes itself passes through
+:func:`~reconciler.render.safe_text.safe_text`, and so do log lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,9 +37,11 @@ from reconciler.asyncrun import run_sync
 from reconciler.core.events import ProgressSink
 from reconciler.core.intent import Shard, in_shard, parse_shard
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Action, Plan
+from reconciler.core.report import ApplyReport
 from reconciler.core.status import status_rows
 from reconciler.crashlog import write_crash_log
 from reconciler.engine import (
+    REFUSALS,
     AccountFailure,
     PlanRun,
     RunConfig,
@@ -177,16 +184,19 @@ def cli(
 ) -> None:
     """Keep the models on ModelsLab accounts equal to what YAML manifests declare."""
     configure_logging(debug)
-    ctx.obj = {
-        "api_base": api_base,
-        "allowed_api_bases": allowed_api_bases,
-        "key_env_pattern": key_env_pattern,
-        "spam_window": spam_window,
-        "request_timeout": request_timeout,
-        "unreachable_timeout": unreachable_timeout,
-        "max_concurrency": max_concurrency,
-        "debug": debug,
-    }
+    # The object run() passed in, if any: the boundary reads what a command left there.
+    ctx.ensure_object(dict).update(
+        {
+            "api_base": api_base,
+            "allowed_api_bases": allowed_api_bases,
+            "key_env_pattern": key_env_pattern,
+            "spam_window": spam_window,
+            "request_timeout": request_timeout,
+            "unreachable_timeout": unreachable_timeout,
+            "max_concurrency": max_concurrency,
+            "debug": debug,
+        }
+    )
 
 
 @cli.command()
@@ -612,17 +622,22 @@ def apply(
         wait=not no_wait, timeout=timeout, poll_interval=poll_interval, load_grace=load_grace
     )
     ask = not auto_approve and saved is None and stdin_is_terminal()
-    report = execute_apply(
-        config,
-        store,
-        options,
-        saved=saved,
-        max_deletes=max_deletes,
-        on_plan=build_on_plan(output, ask=ask),
-        progress=_progress(sys.stderr),
-    )
-    REPORT_RENDERERS[output](report, std_streams())
-    return EXIT_OK if report.ok() else EXIT_FAILED
+
+    def show(report: ApplyReport) -> int:
+        REPORT_RENDERERS[output](report, std_streams())
+        return EXIT_OK if report.ok() else EXIT_FAILED
+
+    with refusals_reported(obj, REFUSALS, show):
+        report = execute_apply(
+            config,
+            store,
+            options,
+            saved=saved,
+            max_deletes=max_deletes,
+            on_plan=build_on_plan(output, ask=ask),
+            progress=_progress(sys.stderr),
+        )
+    return show(report)
 
 
 def apply_github(
@@ -648,29 +663,33 @@ def apply_github(
         step.invalid(exc.problems)
         return EXIT_FAILED
     seen: list[Plan] = []
-    try:
+
+    def show(report: ApplyReport) -> int:
+        REPORT_RENDERERS["github"](report, std_streams())
+        step.applied(report, seen[0] if seen else None, config.accounts, None, drift_issue)
+        return EXIT_OK if report.ok() else EXIT_FAILED
+
+    # Without the review, nothing may be applied: any expected error refuses the run.
+    with refusals_reported(obj, (ReconcilerError,), show):
         review = step.review(auto_approve)
-    except ReconcilerError as exc:
-        report = refused_report(exc)
-    else:
 
-        def on_plan(run: PlanRun) -> None:
-            seen.append(run.plan)
-            PLAN_RENDERERS["github"](run.plan, std_streams())
-            step.check_reviewed(run.plan, review, auto_approve)
+    def on_plan(run: PlanRun) -> None:
+        seen.append(run.plan)
+        PLAN_RENDERERS["github"](run.plan, std_streams())
+        step.check_reviewed(run.plan, review, auto_approve)
 
+    saved = read_plan_file(plan_file) if plan_file is not None else None
+    with refusals_reported(obj, REFUSALS, show):
         report = execute_apply(
             config,
             store,
             options,
-            saved=read_plan_file(plan_file) if plan_file is not None else None,
+            saved=saved,
             max_deletes=max_deletes,
             on_plan=on_plan,
             progress=_progress(sys.stderr),
         )
-    REPORT_RENDERERS["github"](report, std_streams())
-    step.applied(report, seen[0] if seen else None, config.accounts, None, drift_issue)
-    return EXIT_OK if report.ok() else EXIT_FAILED
+    return show(report)
 
 
 @cli.command()
@@ -978,11 +997,59 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(run(args))
 
 
+#: Where a command leaves its :class:`Refusal` in the object the boundary shares with it.
+REFUSAL = "refusal"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """How the running ``apply`` shows a run refused before it sent anything.
+
+    ``errors`` are the exceptions that mean a refusal at this point of the command; ``show``
+    renders the refused report and gives the exit code. The boundary (:func:`run`) uses it.
+    """
+
+    errors: tuple[type[ReconcilerError], ...]
+    show: Callable[[ApplyReport], int]
+
+
+@contextlib.contextmanager
+def refusals_reported(
+    obj: dict[str, Any],
+    errors: tuple[type[ReconcilerError], ...],
+    show: Callable[[ApplyReport], int],
+) -> Iterator[None]:
+    """Within the block, ``errors`` refuse the run: the boundary shows a refused report
+    (:func:`~reconciler.engine.refused_report`) instead of an error line.
+
+    Nothing is caught here. The refusal stays in ``obj`` when the block raises, for the
+    boundary to find; it is withdrawn when the block ends normally.
+    """
+    obj[REFUSAL] = Refusal(errors, show)
+    yield
+    del obj[REFUSAL]
+
+
 def run(args: list[str]) -> int:
     """Run the CLI with ``args`` and return the exit code instead of exiting."""
+    shared: dict[str, Any] = {}
+    return _boundary(
+        args,
+        lambda: cli.main(args=args, prog_name="reconciler", standalone_mode=False, obj=shared),
+        shared,
+    )
+
+
+def _boundary(args: list[str], call: Callable[[], Any], shared: dict[str, Any]) -> int:
+    """The one error boundary: every exception of a command becomes an exit code here.
+
+    Expected errors print one line and exit 1, unless the command declared them a refusal of
+    ``apply`` (:func:`refusals_reported`): then the refused report is shown, inside the
+    boundary too. Ctrl-C exits 130; anything else is a bug: a crash log, a hint, exit 3.
+    """
     debug = "--debug" in args
     try:
-        result = cli.main(args=args, prog_name="reconciler", standalone_mode=False)
+        result = call()
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("Interrupted.", err=True)
         return EXIT_INTERRUPTED
@@ -992,8 +1059,11 @@ def run(args: list[str]) -> int:
         exc.show()
         return EXIT_FAILED
     except ReconcilerError as exc:
-        echo_error(exc)
-        return EXIT_FAILED
+        refusal = shared.pop(REFUSAL, None)
+        if not (isinstance(refusal, Refusal) and isinstance(exc, refusal.errors)):
+            echo_error(exc)
+            return EXIT_FAILED
+        report = refused_report(exc)
     except Exception as exc:  # the boundary for bugs: anything unexpected
         trace = traceback.format_exc()
         if debug:
@@ -1007,4 +1077,7 @@ def run(args: list[str]) -> int:
             err=True,
         )
         return EXIT_BUG
-    return result if isinstance(result, int) else EXIT_OK
+    else:
+        return result if isinstance(result, int) else EXIT_OK
+    # A refused apply: its report is shown inside the boundary too (showing it may fail).
+    return _boundary(args, functools.partial(refusal.show, report), shared)
