@@ -1063,7 +1063,7 @@ def _boundary(args: list[str], call: Callable[[], Any], shared: dict[str, Any]) 
         if not (isinstance(refusal, Refusal) and isinstance(exc, refusal.errors)):
             echo_error(exc)
             return EXIT_FAILED
-        report = refused_report(exc)
+        refused: ReconcilerError = exc
     except Exception as exc:  # the boundary for bugs: anything unexpected
         trace = traceback.format_exc()
         if debug:
@@ -1080,4 +1080,4 @@ def _boundary(args: list[str], call: Callable[[], Any], shared: dict[str, Any]) 
     else:
         return result if isinstance(result, int) else EXIT_OK
     # A refused apply: its report is shown inside the boundary too (showing it may fail).
-    return _boundary(args, functools.partial(refusal.show, report), shared)
+    return _boundary(args, lambda: refusal.show(refused_report(refused)), shared)
