@@ -1,21 +1,26 @@
 """The ``reconciler`` command line: parse, wire, render; nothing more.
 
 Each command builds its collaborators, calls one function of the engine, renders the result
-and returns an exit code. :func:`main` is the one error boundary (design.md §4): expected
-errors (:class:`ReconcilerError`, bad usage) print one or two lines and exit 1, Ctrl-C exits
-130, anything else is a bug and exits 3 with a hint to report it; no traceback unless
-``--debug``. Messages quote the API, paths and manifest values, so what the CLI echoes itself
-passes through :func:`~reconciler.render.safe_text.safe_text`, and so do log lines.
+(the renderer is looked up in :mod:`reconciler.render.outputs`) and returns an exit code.
+:func:`run` is the one error boundary (design.md §4): expected errors
+(:class:`ReconcilerError`, bad usage) print one or two lines and exit 1, or, where ``apply``
+declared them a refusal (:func:`refusals_reported`), show the refused report; Ctrl-C exits
+130; anything else is a bug and exits 3 with a hint to report it and a crash log
+(:mod:`reconciler.crashlog`); no traceback unless ``--debug``. Messages quote the API, paths
+and manifest values, so what the CLI echoes itself passes through
+:func:`~reconciler.render.safe_text.safe_text`, and so do log lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,8 +38,10 @@ from reconciler.core.events import ProgressSink
 from reconciler.core.intent import Shard, in_shard, parse_shard
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, DEFAULT_MAX_DELETES, Action, Plan
 from reconciler.core.report import ApplyReport
+from reconciler.core.status import status_rows
 from reconciler.crashlog import write_crash_log
 from reconciler.engine import (
+    REFUSALS,
     AccountFailure,
     PlanRun,
     RunConfig,
@@ -62,14 +69,17 @@ from reconciler.ledger.store import LedgerStore, open_ledger
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import Api, LoadedAccount
 from reconciler.manifest.policy import DEFAULT_KEY_ENV_PATTERN, TrustPolicy, operator_policy
-from reconciler.planfile import read_plan_file, write_plan_file
-from reconciler.render.diagnostics import write_problems_text, write_validation_json
-from reconciler.render.markdown import render_plan_markdown
-from reconciler.render.plan_json import write_plan_json
+from reconciler.planfile import read_plan_file, split_plan_file, write_plan_file
+from reconciler.render.diagnostics import Validation, write_problems_text
+from reconciler.render.outputs import (
+    PLAN_RENDERERS,
+    REPORT_RENDERERS,
+    STATUS_RENDERERS,
+    VALIDATION_RENDERERS,
+    Streams,
+)
 from reconciler.render.plan_text import write_plan_text
-from reconciler.render.report import write_report_json, write_report_text
 from reconciler.render.safe_text import SafeLogFormatter, safe_text
-from reconciler.render.status import status_rows, write_status_json, write_status_text
 from reconciler.scaffold import DEFAULT_DIRECTORY, key_env_for, starter_files, write_starter
 from reconciler.templates import DEFAULT_ACTION, write_workflows
 
@@ -174,16 +184,19 @@ def cli(
 ) -> None:
     """Keep the models on ModelsLab accounts equal to what YAML manifests declare."""
     configure_logging(debug)
-    ctx.obj = {
-        "api_base": api_base,
-        "allowed_api_bases": allowed_api_bases,
-        "key_env_pattern": key_env_pattern,
-        "spam_window": spam_window,
-        "request_timeout": request_timeout,
-        "unreachable_timeout": unreachable_timeout,
-        "max_concurrency": max_concurrency,
-        "debug": debug,
-    }
+    # The object run() passed in, if any: the boundary reads what a command left there.
+    ctx.ensure_object(dict).update(
+        {
+            "api_base": api_base,
+            "allowed_api_bases": allowed_api_bases,
+            "key_env_pattern": key_env_pattern,
+            "spam_window": spam_window,
+            "request_timeout": request_timeout,
+            "unreachable_timeout": unreachable_timeout,
+            "max_concurrency": max_concurrency,
+            "debug": debug,
+        }
+    )
 
 
 @cli.command()
@@ -191,7 +204,7 @@ def cli(
 @click.option(
     "--account", "account_names", multiple=True, help="Only list this account (repeatable)."
 )
-@output_option(["text", "json", "github"])
+@output_option(list(VALIDATION_RENDERERS))
 @click.pass_obj
 def validate(
     obj: dict[str, Any], paths: tuple[str, ...], account_names: tuple[str, ...], output: str | None
@@ -217,24 +230,17 @@ def validate_into(
     policy: TrustPolicy,
 ) -> int:
     """``validate``'s work, shared with a fork pull request's degraded ``plan``."""
+    render = VALIDATION_RENDERERS[output]
     try:
         accounts = build_accounts(paths or DEFAULT_PATHS, account_names, policy)
     except ManifestError as exc:
-        if output == "json":
-            write_validation_json(exc.problems, [], sys.stdout)
-        else:
-            write_problems_text(exc.problems, sys.stderr)
+        render(Validation(problems=tuple(exc.problems)), std_streams())
         if step is not None:
             step.invalid(exc.problems)
         return EXIT_FAILED
     if step is not None:
         step.valid(accounts)
-    if output == "json":
-        write_validation_json([], [a.name for a in accounts], sys.stdout)
-    else:
-        noun = "account" if len(accounts) == 1 else "accounts"
-        names = safe_text(", ".join(a.name for a in accounts))
-        click.echo(f"{len(accounts)} {noun} valid: {names}")
+    render(Validation(accounts=tuple(a.name for a in accounts)), std_streams())
     return EXIT_OK
 
 
@@ -393,15 +399,6 @@ def build_run(
     return config, store
 
 
-def split_plan_file(paths: Sequence[str]) -> tuple[Path | None, tuple[str, ...]]:
-    """``apply plan.json [PATHS]``: the saved plan, if any, and the manifest paths."""
-    plans = [p for p in paths if p.endswith(".json")]
-    if len(plans) > 1:
-        raise ConfigError(f"apply takes one saved plan, got {', '.join(plans)}")
-    rest = tuple(p for p in paths if not p.endswith(".json"))
-    return (Path(plans[0]) if plans else None), (rest or DEFAULT_PATHS)
-
-
 def echo_failures(failures: Sequence[AccountFailure]) -> None:
     """One line per account that could not be read, on stderr."""
     for failure in failures:
@@ -459,20 +456,9 @@ def confirm_plan(plan: Plan, stream: TextIO, answers: TextIO) -> None:
         raise ApplyDeclined("apply cancelled: the answer was not 'yes'; nothing was sent")
 
 
-def write_plan_markdown(plan: Plan, stream: TextIO) -> None:
-    """The plan as a pull-request comment."""
-    stream.write(render_plan_markdown(plan))
-
-
-PLAN_WRITERS: dict[str, Callable[[Plan, TextIO], None]] = {
-    "text": write_plan_text,
-    "json": write_plan_json,
-    "markdown": write_plan_markdown,
-}
-REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
-    "text": write_report_text,
-    "json": write_report_json,
-}
+def std_streams() -> Streams:
+    """The process's stdout and stderr, looked up when used (a test may have replaced them)."""
+    return Streams(sys.stdout, sys.stderr)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -481,7 +467,7 @@ REPORT_WRITERS: dict[str, Callable[[ApplyReport, TextIO], None]] = {
 @cli.command()
 @paths_argument
 @account_option
-@output_option([*sorted(PLAN_WRITERS), "github"])
+@output_option(list(PLAN_RENDERERS))
 @click.option(
     "--out",
     "out_file",
@@ -536,7 +522,7 @@ def plan(
         return EXIT_FAILED
     ledger = store.read() if store else None
     run = run_sync(functools.partial(run_plan, config, ledger, max_deletes, load_grace))
-    PLAN_WRITERS["text" if step else output or "text"](run.plan, sys.stdout)
+    PLAN_RENDERERS[output](run.plan, std_streams())
     echo_failures(run.failures)
     if out_file is not None and not run.failures:  # an incomplete plan is never saved
         write_plan_file(run.plan, out_file)
@@ -555,7 +541,7 @@ def plan(
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str), metavar="[PLANFILE] [PATHS]...")
 @account_option
-@output_option([*sorted(REPORT_WRITERS), "github"])
+@output_option(list(REPORT_RENDERERS))
 @click.option("--no-wait", is_flag=True, help="Send the requests; do not wait for readiness.")
 @click.option(
     "--timeout",
@@ -636,17 +622,22 @@ def apply(
         wait=not no_wait, timeout=timeout, poll_interval=poll_interval, load_grace=load_grace
     )
     ask = not auto_approve and saved is None and stdin_is_terminal()
-    report = execute_apply(
-        config,
-        store,
-        options,
-        saved=saved,
-        max_deletes=max_deletes,
-        on_plan=build_on_plan(output, ask=ask),
-        progress=_progress(sys.stderr),
-    )
-    REPORT_WRITERS[output](report, sys.stdout)
-    return EXIT_OK if report.ok() else EXIT_FAILED
+
+    def show(report: ApplyReport) -> int:
+        REPORT_RENDERERS[output](report, std_streams())
+        return EXIT_OK if report.ok() else EXIT_FAILED
+
+    with refusals_reported(obj, REFUSALS, show):
+        report = execute_apply(
+            config,
+            store,
+            options,
+            saved=saved,
+            max_deletes=max_deletes,
+            on_plan=build_on_plan(output, ask=ask),
+            progress=_progress(sys.stderr),
+        )
+    return show(report)
 
 
 def apply_github(
@@ -672,35 +663,39 @@ def apply_github(
         step.invalid(exc.problems)
         return EXIT_FAILED
     seen: list[Plan] = []
-    try:
+
+    def show(report: ApplyReport) -> int:
+        REPORT_RENDERERS["github"](report, std_streams())
+        step.applied(report, seen[0] if seen else None, config.accounts, None, drift_issue)
+        return EXIT_OK if report.ok() else EXIT_FAILED
+
+    # Without the review, nothing may be applied: any expected error refuses the run.
+    with refusals_reported(obj, (ReconcilerError,), show):
         review = step.review(auto_approve)
-    except ReconcilerError as exc:
-        report = refused_report(exc)
-    else:
 
-        def on_plan(run: PlanRun) -> None:
-            seen.append(run.plan)
-            write_plan_text(run.plan, sys.stdout)
-            step.check_reviewed(run.plan, review, auto_approve)
+    def on_plan(run: PlanRun) -> None:
+        seen.append(run.plan)
+        PLAN_RENDERERS["github"](run.plan, std_streams())
+        step.check_reviewed(run.plan, review, auto_approve)
 
+    saved = read_plan_file(plan_file) if plan_file is not None else None
+    with refusals_reported(obj, REFUSALS, show):
         report = execute_apply(
             config,
             store,
             options,
-            saved=read_plan_file(plan_file) if plan_file is not None else None,
+            saved=saved,
             max_deletes=max_deletes,
             on_plan=on_plan,
             progress=_progress(sys.stderr),
         )
-    write_report_text(report, sys.stdout)
-    step.applied(report, seen[0] if seen else None, config.accounts, None, drift_issue)
-    return EXIT_OK if report.ok() else EXIT_FAILED
+    return show(report)
 
 
 @cli.command()
 @paths_argument
 @account_option
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
+@click.option("-o", "--output", type=click.Choice(list(STATUS_RENDERERS)), default="text")
 @ledger_option
 @no_ledger_option
 @shard_option
@@ -718,7 +713,7 @@ def status(
     config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
     live, failures = run_sync(functools.partial(run_status, config))
     rows = status_rows(config.accounts, live, store.read() if store else None)
-    (write_status_json if output == "json" else write_status_text)(rows, sys.stdout)
+    STATUS_RENDERERS[output](rows, std_streams())
     echo_failures(failures)
     return EXIT_FAILED if failures else EXIT_OK
 
@@ -1002,11 +997,59 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(run(args))
 
 
+#: Where a command leaves its :class:`Refusal` in the object the boundary shares with it.
+REFUSAL = "refusal"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """How the running ``apply`` shows a run refused before it sent anything.
+
+    ``errors`` are the exceptions that mean a refusal at this point of the command; ``show``
+    renders the refused report and gives the exit code. The boundary (:func:`run`) uses it.
+    """
+
+    errors: tuple[type[ReconcilerError], ...]
+    show: Callable[[ApplyReport], int]
+
+
+@contextlib.contextmanager
+def refusals_reported(
+    obj: dict[str, Any],
+    errors: tuple[type[ReconcilerError], ...],
+    show: Callable[[ApplyReport], int],
+) -> Iterator[None]:
+    """Within the block, ``errors`` refuse the run: the boundary shows a refused report
+    (:func:`~reconciler.engine.refused_report`) instead of an error line.
+
+    Nothing is caught here. The refusal stays in ``obj`` when the block raises, for the
+    boundary to find; it is withdrawn when the block ends normally.
+    """
+    obj[REFUSAL] = Refusal(errors, show)
+    yield
+    del obj[REFUSAL]
+
+
 def run(args: list[str]) -> int:
     """Run the CLI with ``args`` and return the exit code instead of exiting."""
+    shared: dict[str, Any] = {}
+    return _boundary(
+        args,
+        lambda: cli.main(args=args, prog_name="reconciler", standalone_mode=False, obj=shared),
+        shared,
+    )
+
+
+def _boundary(args: list[str], call: Callable[[], Any], shared: dict[str, Any]) -> int:
+    """The one error boundary: every exception of a command becomes an exit code here.
+
+    Expected errors print one line and exit 1, unless the command declared them a refusal of
+    ``apply`` (:func:`refusals_reported`): then the refused report is shown, inside the
+    boundary too. Ctrl-C exits 130; anything else is a bug: a crash log, a hint, exit 3.
+    """
     debug = "--debug" in args
     try:
-        result = cli.main(args=args, prog_name="reconciler", standalone_mode=False)
+        result = call()
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("Interrupted.", err=True)
         return EXIT_INTERRUPTED
@@ -1016,8 +1059,11 @@ def run(args: list[str]) -> int:
         exc.show()
         return EXIT_FAILED
     except ReconcilerError as exc:
-        echo_error(exc)
-        return EXIT_FAILED
+        refusal = shared.pop(REFUSAL, None)
+        if not (isinstance(refusal, Refusal) and isinstance(exc, refusal.errors)):
+            echo_error(exc)
+            return EXIT_FAILED
+        refused: ReconcilerError = exc
     except Exception as exc:  # the boundary for bugs: anything unexpected
         trace = traceback.format_exc()
         if debug:
@@ -1031,4 +1077,7 @@ def run(args: list[str]) -> int:
             err=True,
         )
         return EXIT_BUG
-    return result if isinstance(result, int) else EXIT_OK
+    else:
+        return result if isinstance(result, int) else EXIT_OK
+    # A refused apply: its report is shown inside the boundary too (showing it may fail).
+    return _boundary(args, lambda: refusal.show(refused_report(refused)), shared)

@@ -325,6 +325,18 @@ def _account_report(
     )
 
 
+#: The errors :func:`execute_apply` raises only before any request that changes the remote is
+#: sent: ``apply`` reports them as a refused run (:func:`refused_report`), not as an error line.
+REFUSALS: tuple[type[ReconcilerError], ...] = (
+    StalePlanError,
+    PlanBlocked,
+    LedgerLocked,
+    ConfigError,
+    ApiUnreachable,
+    RateLimited,
+)
+
+
 def refused_report(exc: ReconcilerError) -> ApplyReport:
     """The report of a run refused before it sent anything (stale plan, guard, lock)."""
     return ApplyReport(waited=False, refused=str(exc), refused_reason=exc.failure_reason)
@@ -422,8 +434,10 @@ def execute_apply(
 ) -> ApplyReport:
     """``apply`` from start to end, holding the ledger; the ledger is saved as it goes.
 
-    A run refused before it sent anything (a stale saved plan, a guard, a held lock or claim)
-    gives a report that says so, with its ``failure_reason``, rather than an exception.
+    Raises:
+        One of :data:`REFUSALS` when the run is refused before it sent anything (a stale
+        saved plan, a guard, a held lock or claim, an account that cannot be read). This is
+        no error boundary: the CLI's one boundary reports it (:func:`refused_report`).
     """
     holder: list[ApplyReport] = []
 
@@ -441,18 +455,7 @@ def execute_apply(
         )
         holder.append(report)
 
-    try:
-        with store.session() if store is not None else contextlib.nullcontext(None) as session:
-            anyio.run(functools.partial(main, session))
-            notes = tuple(session.notices) if session is not None else ()
-    except (
-        StalePlanError,
-        PlanBlocked,
-        LedgerLocked,
-        ConfigError,
-        ApiUnreachable,
-        RateLimited,
-    ) as exc:
-        # All raised before any request that changes the remote was sent.
-        return refused_report(exc)
+    with store.session() if store is not None else contextlib.nullcontext(None) as session:
+        anyio.run(functools.partial(main, session))
+        notes = tuple(session.notices) if session is not None else ()
     return holder[0].model_copy(update={"notes": notes}) if notes else holder[0]

@@ -1,15 +1,17 @@
 """Saved plans: ``plan --out plan.json`` writes one, ``apply plan.json`` reads it back.
 
-The file is exactly the ``plan -o json`` document (see :mod:`reconciler.render.plan_json` for
-the format). Reading refuses a file of another ``format_version``, one whose content no longer
-matches its digest (edited by hand), and anything unreadable, each as a :class:`ConfigError`
-naming the file. Whether the live state has moved since the plan was made is ``apply``'s
-check, not this module's.
+The one module of the plan file: which argument of ``apply`` names it, writing it, and reading
+it back into a :class:`~reconciler.core.plan.Plan`. The file is exactly the ``plan -o json``
+document (see :mod:`reconciler.render.plan_json` for the format). Reading refuses a file of
+another ``format_version``, one whose content no longer matches its digest (edited by hand),
+and anything unreadable, each as a :class:`ConfigError` naming the file. Whether the live
+state has moved since the plan was made is ``apply``'s check, not this module's.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,20 @@ from reconciler.core.plan import PLAN_FORMAT_VERSION, Plan
 from reconciler.errors import ConfigError
 from reconciler.fsutil import atomic_write_text
 from reconciler.ledger.store import first_error
-from reconciler.render.plan_json import plan_from_document, plan_json_text
+from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
+from reconciler.render.plan_json import DERIVED_KEYS, plan_json_text
 
 #: A plan names accounts and models: readable by its owner only.
 PLAN_FILE_MODE = 0o600
+
+
+def split_plan_file(paths: Sequence[str]) -> tuple[Path | None, tuple[str, ...]]:
+    """``apply plan.json [PATHS]``: the saved plan, if any, and the manifest paths."""
+    plans = [p for p in paths if p.endswith(".json")]
+    if len(plans) > 1:
+        raise ConfigError(f"apply takes one saved plan, got {', '.join(plans)}")
+    rest = tuple(p for p in paths if not p.endswith(".json"))
+    return (Path(plans[0]) if plans else None), (rest or DEFAULT_MANIFEST_PATHS)
 
 
 def write_plan_file(plan: Plan, path: Path) -> None:
@@ -56,6 +68,16 @@ def read_plan_file(path: Path) -> Plan:
             "content); make a new one with `reconciler plan --out`"
         )
     return plan
+
+
+def plan_from_document(document: Mapping[str, Any]) -> Plan:
+    """The plan a document describes; derived keys (digest, summary) are ignored.
+
+    Raises:
+        pydantic.ValidationError: the document does not describe a plan.
+    """
+    content = {key: value for key, value in document.items() if key not in DERIVED_KEYS}
+    return Plan.model_validate(content)
 
 
 def _load_document(path: Path) -> dict[str, Any]:

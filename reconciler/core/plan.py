@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.api.kinds import ApiKind
 from reconciler.core.diff import FieldChange, diff_specs
+from reconciler.core.inventory import classify_account
 from reconciler.core.live import Condition, LiveState
 from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.manifest.models import DesiredModel, LoadedAccount
@@ -219,18 +220,16 @@ def plan_account(
     timing: Timing = Timing(),
 ) -> AccountPlan:
     """The changes of one account, with the never-empty guard."""
-    entries: Mapping[str, LedgerEntry] = ledger.entries(account.name) if ledger else {}
-    has_ledger = ledger is not None
-    desired = {model.model_id: model for model in account.desired()}
+    inventory = classify_account(account, live, ledger)
+    has_ledger = inventory.has_ledger
     changes = [
-        _declared_change(model, live, entries.get(model.model_id), account, has_ledger, timing)
-        for model in desired.values()
+        _declared_change(
+            model.declaration, live, model.entry, account, has_ledger, timing, model.ignored
+        )
+        if model.declaration is not None
+        else _undeclared_change(model.model_id, live, model.entry, account)
+        for model in inventory.models
     ]
-    for model_id in sorted(set(live.models) - set(desired)):
-        if account.ignores(model_id):
-            continue
-        changes.append(_undeclared_change(model_id, live, entries.get(model_id), account))
-    changes.sort(key=lambda change: change.model_id)
     notes = (
         ()
         if has_ledger
@@ -253,6 +252,7 @@ def _declared_change(
     account: LoadedAccount,
     has_ledger: bool,
     timing: Timing,
+    ignored: bool,
 ) -> ModelChange:
     condition = live.condition(model.model_id)
     base = {
@@ -262,7 +262,7 @@ def _declared_change(
         "managed": entry is not None,
         "origin": account.origin(model.model_id),
     }
-    if account.ignores(model.model_id):
+    if ignored:
         # "never touched" wins over the declaration, but a declaration is never dropped
         # silently: it is reported, so the contradiction gets fixed in the manifest.
         reason = "declared, but matched by ignore; remove it from one of the two"

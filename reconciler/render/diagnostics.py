@@ -7,10 +7,19 @@ request, so the text form passes through :func:`~reconciler.render.safe_text.saf
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TextIO
 
 from reconciler.errors import ManifestProblem
 from reconciler.render.safe_text import safe_json, safe_text
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What ``validate`` found: the accounts of valid manifests, or the problems of invalid ones."""
+
+    accounts: tuple[str, ...] = ()
+    problems: tuple[ManifestProblem, ...] = ()
 
 
 def write_problems_text(problems: Sequence[ManifestProblem], stream: TextIO) -> None:

@@ -11,13 +11,14 @@ summary and saying how much was left out.
 Text from outside (model ids, reasons, notes, field values) goes through
 :mod:`reconciler.render.safe_text`: HTML and markdown show literally, ``@name`` and ``#123``
 notify nobody, and no control character or workflow command passes. This module only builds a
-string. It never posts, never chooses an exit code and never holds a
-key (a plan has none).
+string (or writes it to a given stream). It never posts, never chooses an exit code and never
+holds a key (a plan has none).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TextIO
 
 from reconciler.core.plan import AccountPlan, Action, ModelChange, Plan
 from reconciler.render.plan_text import (
@@ -39,6 +40,11 @@ _TABLE_HEAD = "| | model | action | reason |\n|---|---|---|---|\n"
 def plan_marker(plan: Plan) -> str:
     """The hidden marker that identifies a plan comment and carries the plan's digest."""
     return f"{MARKER_PREFIX}{plan.digest()} -->"
+
+
+def write_plan_markdown(plan: Plan, stream: TextIO) -> None:
+    """``plan -o markdown``: the plan as a pull-request comment."""
+    stream.write(render_plan_markdown(plan))
 
 
 def render_plan_markdown(plan: Plan, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:

@@ -1,8 +1,8 @@
 """The plan as a JSON document: the output of ``plan -o json`` and the content of a plan file.
 
-This module turns a :class:`~reconciler.core.plan.Plan` into a plain document and back. It
-does not read or write files (that is :mod:`reconciler.planfile`) and never decides an exit
-code.
+This module turns a :class:`~reconciler.core.plan.Plan` into a plain document. It does not
+read it back, nor read or write files (that is :mod:`reconciler.planfile`, the one module of
+the saved plan), and never decides an exit code.
 
 Format, ``format_version`` 1
 ----------------------------
@@ -46,15 +46,15 @@ One JSON object, keys sorted, indented by two spaces::
       ]
     }
 
-``digest`` and ``summary`` are derived: :func:`plan_from_document` drops them, and
-:mod:`reconciler.planfile` recomputes the digest to detect a hand-edited file. The digest is
-also the marker of the PR comment, so a merge-time apply can tell whether the plan it makes is
-the one that was reviewed. A change of meaning of any field above raises ``format_version``.
+``digest`` and ``summary`` are derived (:data:`DERIVED_KEYS`): the reader of a plan file
+(:mod:`reconciler.planfile`) drops them, and recomputes the digest to detect a hand-edited
+file. The digest is also the marker of the PR comment, so a merge-time apply can tell whether
+the plan it makes is the one that was reviewed. A change of meaning of any field above raises
+``format_version``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, TextIO
 
 from reconciler.core.plan import Action, Plan
@@ -73,16 +73,6 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         "digest": plan.digest(),
         "summary": {**counts, "changes": changes},
     }
-
-
-def plan_from_document(document: Mapping[str, Any]) -> Plan:
-    """The plan a document describes; derived keys are ignored.
-
-    Raises:
-        pydantic.ValidationError: the document does not describe a plan.
-    """
-    content = {key: value for key, value in document.items() if key not in DERIVED_KEYS}
-    return Plan.model_validate(content)
 
 
 def plan_json_text(plan: Plan) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,14 @@ import pytest
 from reconciler import cli
 from reconciler.api.secret import ApiKey
 from reconciler.cli import main, run
-from reconciler.errors import ApiError, ConfigError, ReconcilerError
+from reconciler.errors import (
+    ApiError,
+    ApplyDeclined,
+    ConfigError,
+    PlanBlocked,
+    ReconcilerError,
+    StalePlanError,
+)
 
 
 def _raising(exc: BaseException) -> object:
@@ -161,3 +169,73 @@ def test_python_dash_m_runs_the_same_boundary(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "missing.yaml:1:1: no such file or folder" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- apply's refusals go through the same boundary --------------------------------------------
+
+
+def _apply_raising(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
+    """``apply`` with no manifests to read and an engine that raises ``exc``."""
+
+    def build_run(*_args: object, **_kwargs: object) -> tuple[object, None]:
+        return object(), None
+
+    def execute_apply(*_args: object, **_kwargs: object) -> object:
+        raise exc
+
+    monkeypatch.setattr(cli, "build_run", build_run)
+    monkeypatch.setattr(cli, "execute_apply", execute_apply)
+
+
+def test_a_refusal_of_apply_is_shown_as_the_refused_report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _apply_raising(monkeypatch, StalePlanError("the live state of studio-prod changed"))
+
+    assert run(["apply", "-o", "json", "--auto-approve"]) == 1
+
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document["refused"] == "the live state of studio-prod changed"
+    assert (document["ok"], document["failure_reason"]) == (False, "plan-changed")
+    assert "error:" not in err
+
+
+def test_an_error_apply_did_not_declare_a_refusal_is_an_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _apply_raising(monkeypatch, ApplyDeclined("apply cancelled"))
+
+    assert run(["apply", "-o", "json", "--auto-approve"]) == 1
+
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "error: apply cancelled\n")
+
+
+def test_a_refusal_outside_the_engine_is_an_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "load_manifests", _raising(ConfigError("unknown account x")))
+
+    assert run(["apply", "-o", "json", "--auto-approve"]) == 1
+
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "error: unknown account x\n")
+
+
+def test_a_bug_while_showing_a_refusal_is_still_caught(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    _apply_raising(monkeypatch, PlanBlocked("apply refused before sending anything: guard"))
+
+    def refused_report(exc: ReconcilerError) -> object:
+        raise RuntimeError("the report could not be made")
+
+    monkeypatch.setattr(cli, "refused_report", refused_report)
+
+    assert run(["apply", "-o", "json", "--auto-approve"]) == 3
+
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError: the report could not be made" in err
+    assert (tmp_path / "reconciler" / "crash.log").is_file()

@@ -11,7 +11,8 @@ from reconciler.core.diff import FieldChange
 from reconciler.core.live import Condition
 from reconciler.core.plan import AccountPlan, Action, ModelChange, Plan
 from reconciler.errors import ConfigError
-from reconciler.planfile import read_plan_file, write_plan_file
+from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
+from reconciler.planfile import read_plan_file, split_plan_file, write_plan_file
 from reconciler.render.plan_json import plan_json_text
 
 
@@ -120,3 +121,14 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_an_unwritable_path_is_a_config_error(plan: Plan, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot write plan file"):
         write_plan_file(plan, tmp_path / "missing-dir" / "plan.json")
+
+
+def test_apply_arguments_name_one_saved_plan_and_the_manifest_paths() -> None:
+    assert split_plan_file(["plan.json", "manifests/", "more.yaml"]) == (
+        Path("plan.json"),
+        ("manifests/", "more.yaml"),
+    )
+    assert split_plan_file(["manifests/"]) == (None, ("manifests/",))
+    assert split_plan_file(["plan.json"]) == (Path("plan.json"), DEFAULT_MANIFEST_PATHS)
+    with pytest.raises(ConfigError, match=r"one saved plan, got a\.json, b\.json"):
+        split_plan_file(["a.json", "b.json"])

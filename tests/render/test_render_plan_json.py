@@ -6,7 +6,8 @@ import io
 import json
 
 from reconciler.core.plan import Plan
-from reconciler.render.plan_json import plan_document, plan_from_document, write_plan_json
+from reconciler.planfile import plan_from_document
+from reconciler.render.plan_json import plan_document, write_plan_json
 
 
 def test_document_has_the_documented_keys(sample_plan: Plan) -> None:
