@@ -41,8 +41,9 @@ _COMMAND_START = re.compile(r"^( *):")
 _LEGACY_COMMAND = "##["
 #: Markdown punctuation that can open emphasis, links, code, tables or strikethrough.
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~])")
-#: ``#123`` links and notifies an issue; ``@name`` notifies a person or a team.
-_REFERENCE = re.compile(r"([@#])(?=[A-Za-z0-9_])")
+#: ``#123`` links and notifies an issue; ``@name`` notifies a person or a team. Matched after
+#: the punctuation is escaped, so a name character may come escaped (``@\_x``).
+_REFERENCE = re.compile(r"([@#])(?=\\?[A-Za-z0-9_])")
 #: A zero-width space, as an entity: keeps ``@name`` readable but no longer a mention.
 _ZERO_WIDTH = "&#8203;"
 
