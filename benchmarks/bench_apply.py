@@ -4,7 +4,7 @@ Starts the emulator on a loopback port (:func:`reconciler.emulator.running_emula
 fast clock (``--time-scale``, default 600: a 60 s load takes 0.1 s, a 120 s reload 0.2 s),
 ``--accounts`` accounts (default 20, alternately community and enterprise; every other pair has
 ``queue_limit`` 3, the rest 5) of ``--models`` declared models each (default 10), and runs
-:func:`reconciler.engine.execute_apply` twice:
+:func:`reconciler.engine.apply_with_ledger` twice:
 
 1. **converge**: from empty accounts until every model is ready;
 2. **repair**: after moving the emulated clock 8 days forward (community models idle for 7 days
@@ -47,7 +47,7 @@ from reconciler.apply import ApplyOptions
 from reconciler.core.report import ApplyReport
 from reconciler.demo import fast_clock_settings
 from reconciler.emulator import AccountConfig, EmulatorConfig, EmulatorHandle, running_emulator
-from reconciler.engine import PlanRun, RunConfig, execute_apply
+from reconciler.engine import ApiAccess, PlanResult, apply_with_ledger
 from reconciler.ledger import FolderLedger
 from reconciler.manifest.loader import load_manifests
 
@@ -177,17 +177,17 @@ def _control(emulator: EmulatorHandle, path: str, body: Mapping[str, Any] | None
 def measured_apply(
     title: str,
     emulator: EmulatorHandle,
-    config: RunConfig,
+    config: ApiAccess,
     ledger: FolderLedger,
     options: ApplyOptions,
     counter: RefusalCounter,
     generated: Sequence[GeneratedAccount],
     sample_interval: float,
 ) -> dict[str, Any]:
-    """Run ``execute_apply`` once and measure it."""
+    """Run ``apply_with_ledger`` once and measure it."""
     planned: dict[str, int] = {}
 
-    def on_plan(run: PlanRun) -> None:
+    def on_plan(run: PlanResult) -> None:
         planned.update({k: v for k, v in run.plan.counts().items() if v})
 
     before = _control(emulator, "requests")
@@ -195,7 +195,7 @@ def measured_apply(
     emulated_start = emulator.state.clock.now()
     with InFlightSampler(emulator.control_url, sample_interval) as sampler:
         started, cpu_started = time.perf_counter(), time.process_time()
-        report: ApplyReport = execute_apply(config, ledger, options, on_plan=on_plan)
+        report: ApplyReport = apply_with_ledger(config, ledger, options, on_plan=on_plan)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     after = _control(emulator, "requests")
     exact = exact_in_flight(emulator, emulated_start)
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         ledger = FolderLedger(Path(tmp) / "ledger")
         with running_emulator(emulator_config) as emulator:
-            config = RunConfig(accounts, keys, emulator.base_url, settings, transport=counter)
+            config = ApiAccess(accounts, keys, emulator.base_url, settings, transport=counter)
             common = (emulator, config, ledger, options, counter, generated, args.sample_ms / 1000)
             results.append(measured_apply("converge", *common))
             _control(emulator, "clock", {"advance_seconds": EIGHT_DAYS})

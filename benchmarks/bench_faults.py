@@ -27,7 +27,7 @@ from _fixtures import keys_for, write_manifests
 from reconciler.apply import ApplyOptions
 from reconciler.demo import fast_clock_settings
 from reconciler.emulator import AccountConfig, EmulatorConfig, running_emulator
-from reconciler.engine import RunConfig, execute_apply
+from reconciler.engine import ApiAccess, apply_with_ledger
 from reconciler.ledger import FolderLedger
 from reconciler.manifest.loader import load_manifests
 
@@ -65,11 +65,11 @@ def campaign(args: argparse.Namespace, seed: int, mode: str) -> dict[str, Any]:
         crashed = 0
         with running_emulator(config) as emulator:
             httpx.post(emulator.control_url + "faults", json=faults, timeout=10)
-            run = RunConfig(accounts, keys, emulator.base_url, settings)
+            run = ApiAccess(accounts, keys, emulator.base_url, settings)
             for _ in range(args.max_applies):
                 applies += 1
                 try:
-                    report = execute_apply(run, ledger, options)
+                    report = apply_with_ledger(run, ledger, options)
                 except Exception:  # a crash is what the campaign looks for
                     crashed += 1
                     continue

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from reconciler.core.records import LedgerEntry
+from reconciler.core.ledger_entries import LedgerEntry
 from reconciler.ledger import FolderLedger
 
 STAMP = "2026-11-25T10:00:00Z"

@@ -3,10 +3,10 @@
 Starts the API emulator in-process (``httpx.ASGITransport``, no socket) with ``--accounts``
 accounts (default 50, alternately community and enterprise) and seeds each with ``--models``
 declared models (default 100) in mixed statuses (ready, evicted, loading, failed) plus a few
-undeclared ones. Then runs :func:`reconciler.engine.run_plan` (a :class:`RunConfig` with
+undeclared ones. Then runs :func:`reconciler.engine.plan_accounts` (a :class:`ApiAccess` with
 ``transport=``), which reads every account concurrently and plans, and measures:
 
-- the wall time of ``run_plan`` and, separately, of the ``make_plan`` part of it;
+- the wall time of ``plan_accounts`` and, separately, of the ``make_plan`` part of it;
 - the number of API requests, counted twice: by a counting wrapper around the transport (what
   the client sent) and by the emulator's ``GET /_emulator/requests`` (what arrived). It must be
   exactly 2 per community account (``finetune_list`` + ``model_list``) and 1 per enterprise
@@ -39,7 +39,7 @@ from _fixtures import GeneratedAccount, keys_for, model_id, print_table, write_m
 from reconciler.core.live import Condition
 from reconciler.core.plan import make_plan
 from reconciler.emulator import AccountConfig, EmulatorConfig, create_app
-from reconciler.engine import PlanRun, RunConfig, run_plan
+from reconciler.engine import ApiAccess, PlanResult, plan_accounts
 from reconciler.manifest.loader import load_manifests
 from reconciler.manifest.models import LoadedAccount
 
@@ -122,14 +122,14 @@ async def _emulator_requests(transport: httpx.AsyncBaseTransport) -> dict[str, A
 def one_run(
     generated: Sequence[GeneratedAccount], accounts: tuple[LoadedAccount, ...], models: int
 ) -> dict[str, Any]:
-    """Seed a fresh emulator, run ``run_plan`` once, and count what it sent."""
+    """Seed a fresh emulator, run ``plan_accounts`` once, and count what it sent."""
     app, expected = seeded_emulator(generated, models)
     asgi = httpx.ASGITransport(app=app)
     counting = CountingTransport(asgi)
-    config = RunConfig(accounts, keys_for(generated), BASE + "api/", transport=counting)
+    config = ApiAccess(accounts, keys_for(generated), BASE + "api/", transport=counting)
 
     started = time.perf_counter()
-    run: PlanRun = anyio.run(run_plan, config, None)
+    run: PlanResult = anyio.run(plan_accounts, config, None)
     wall = time.perf_counter() - started
     started = time.perf_counter()
     make_plan(accounts, run.live, None)
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("accounts", f"{len(generated)} ({community} community, {enterprise} enterprise)"),
             ("models per account", f"{args.models} seeded + {_UNDECLARED} undeclared"),
             ("live models read", str(result["live_models"])),
-            ("run_plan wall", f"{best * 1000:.0f} ms (median {median * 1000:.0f} ms)"),
+            ("plan_accounts wall", f"{best * 1000:.0f} ms (median {median * 1000:.0f} ms)"),
             ("  of which make_plan", f"{plan_best * 1000:.0f} ms"),
             ("  read_live (the rest)", f"{(best - plan_best) * 1000:.0f} ms"),
             ("expected requests", f"{expected_requests} (2 × {community} + 1 × {enterprise})"),

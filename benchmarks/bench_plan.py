@@ -35,9 +35,9 @@ from typing import Any
 
 from _fixtures import print_table, write_manifests
 
+from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.plan import Plan, make_plan
-from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.manifest.loader import load_manifests
 from reconciler.manifest.models import LoadedAccount, spec_hash
 from reconciler.render.plan_json import plan_json_text

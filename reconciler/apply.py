@@ -1,6 +1,6 @@
 """Carry out one account's plan against the API: the only module that changes the remote.
 
-For each account, :class:`AccountRun`:
+For each account, :class:`AccountApply`:
 
 1. sends deletes, then loads, reloads and replaces, keeping at most ``queue_limit`` loads in
    progress on the server (counted from the listing, including loads this tool did not start):
@@ -33,10 +33,10 @@ import anyio
 from reconciler.api.client import AccountClient
 from reconciler.clock import Clock
 from reconciler.core.events import ProgressSink
+from reconciler.core.ledger_entries import LedgerEntry
 from reconciler.core.ledger_fold import LedgerEvent, next_entry
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, AccountPlan, Action, ModelChange
-from reconciler.core.records import LedgerEntry
 from reconciler.core.report import FailureReason, ItemReport, Outcome
 from reconciler.errors import (
     ApiError,
@@ -139,7 +139,7 @@ class LoadTimes:
 
 
 @dataclass
-class AccountRun:
+class AccountApply:
     """One account's apply: schedule, send, re-observe, wait. Holds no key."""
 
     plan: AccountPlan

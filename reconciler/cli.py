@@ -43,12 +43,12 @@ from reconciler.crashlog import write_crash_log
 from reconciler.engine import (
     REFUSALS,
     AccountFailure,
-    PlanRun,
-    RunConfig,
-    execute_apply,
+    ApiAccess,
+    PlanResult,
+    apply_with_ledger,
+    plan_accounts,
+    read_status,
     refused_report,
-    run_plan,
-    run_status,
 )
 from reconciler.errors import (
     ApplyDeclined,
@@ -379,7 +379,7 @@ def build_run(
     claim_seconds: float = 3600.0,
     *,
     shard: Shard | None = None,
-) -> tuple[RunConfig, LedgerStore | None]:
+) -> tuple[ApiAccess, LedgerStore | None]:
     """What a networked command needs: accounts, environment, client settings, ledger store.
 
     The ledger is None with ``--no-ledger``; else ``--ledger`` or the folder beside the
@@ -394,7 +394,7 @@ def build_run(
         max_concurrency=obj.get("max_concurrency")
         or concurrency_for(a.spec.queue_limit for a in accounts),
     )
-    config = RunConfig(accounts, os.environ, obj["api_base"], settings)
+    config = ApiAccess(accounts, os.environ, obj["api_base"], settings)
     store = None if no_ledger else open_ledger(ledger_path, paths, claim_seconds)
     return config, store
 
@@ -421,14 +421,14 @@ def stdin_is_terminal() -> bool:
         return False
 
 
-def build_on_plan(output: str, *, ask: bool) -> Callable[[PlanRun], None] | None:
+def build_on_plan(output: str, *, ask: bool) -> Callable[[PlanResult], None] | None:
     """What ``apply`` does with its plan before it sends anything: print it (text output, or
     on stderr to a person asked to approve it), and ask (:func:`confirm_plan`)."""
     if output != "text" and not ask:
         return None
     stream = sys.stdout if output == "text" else sys.stderr
 
-    def on_plan(run: PlanRun) -> None:
+    def on_plan(run: PlanResult) -> None:
         write_plan_text(run.plan, stream)
         if ask:
             confirm_plan(run.plan, stream, sys.stdin)
@@ -521,7 +521,7 @@ def plan(
         step.invalid(exc.problems)
         return EXIT_FAILED
     ledger = store.read() if store else None
-    run = run_sync(functools.partial(run_plan, config, ledger, max_deletes, load_grace))
+    run = run_sync(functools.partial(plan_accounts, config, ledger, max_deletes, load_grace))
     PLAN_RENDERERS[output](run.plan, std_streams())
     echo_failures(run.failures)
     if out_file is not None and not run.failures:  # an incomplete plan is never saved
@@ -628,7 +628,7 @@ def apply(
         return EXIT_OK if report.ok() else EXIT_FAILED
 
     with refusals_reported(obj, REFUSALS, show):
-        report = execute_apply(
+        report = apply_with_ledger(
             config,
             store,
             options,
@@ -673,14 +673,14 @@ def apply_github(
     with refusals_reported(obj, (ReconcilerError,), show):
         review = step.review(auto_approve)
 
-    def on_plan(run: PlanRun) -> None:
+    def on_plan(run: PlanResult) -> None:
         seen.append(run.plan)
         PLAN_RENDERERS["github"](run.plan, std_streams())
         step.check_reviewed(run.plan, review, auto_approve)
 
     saved = read_plan_file(plan_file) if plan_file is not None else None
     with refusals_reported(obj, REFUSALS, show):
-        report = execute_apply(
+        report = apply_with_ledger(
             config,
             store,
             options,
@@ -711,7 +711,7 @@ def status(
 ) -> int:
     """Show every declared and unmanaged model with its live condition."""
     config, store = build_run(obj, paths, account_names, ledger_path, no_ledger, shard=shard)
-    live, failures = run_sync(functools.partial(run_status, config))
+    live, failures = run_sync(functools.partial(read_status, config))
     rows = status_rows(config.accounts, live, store.read() if store else None)
     STATUS_RENDERERS[output](rows, std_streams())
     echo_failures(failures)
@@ -849,8 +849,8 @@ def export(
         unreachable_deadline=obj["unreachable_timeout"],
         max_concurrency=obj.get("max_concurrency") or concurrency_for([account.spec.queue_limit]),
     )
-    config = RunConfig((account,), os.environ, obj["api_base"], settings)
-    live, failures = run_sync(functools.partial(run_status, config))
+    config = ApiAccess((account,), os.environ, obj["api_base"], settings)
+    live, failures = run_sync(functools.partial(read_status, config))
     if failures:
         echo_failures(failures)
         return EXIT_FAILED

@@ -1,7 +1,7 @@
 """The run's clock: monotonic seconds, sleeping, and the wall-clock UTC time of ledger stamps.
 
 apply, the engine and the API client read time only through a :class:`Clock` handed to them
-(``RunConfig.clock``, ``ApiClient(clock=...)``), never ``time.monotonic``, ``datetime.now`` or
+(``ApiAccess.clock``, ``ApiClient(clock=...)``), never ``time.monotonic``, ``datetime.now`` or
 ``anyio.sleep`` directly. So a test can run apply's scheduling, deadlines, retries and polls on
 a :class:`FakeClock` in virtual time: a poll interval of 10 s costs no real second, and what
 the test asserts on is the schedule itself, not how long the machine took.

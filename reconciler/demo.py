@@ -24,7 +24,7 @@ from reconciler.core.report import ApplyReport
 from reconciler.emulator.config import AccountConfig, EmulatorConfig
 from reconciler.emulator.server import running_emulator
 from reconciler.emulator.state import EmulatorState
-from reconciler.engine import PlanRun, RunConfig, execute_apply
+from reconciler.engine import ApiAccess, PlanResult, apply_with_ledger
 from reconciler.ledger.folder import FolderLedger
 from reconciler.manifest.loader import load_manifests
 from reconciler.manifest.models import LoadedAccount
@@ -63,7 +63,7 @@ def run_demo(stream: TextIO, paths: Sequence[str], *, time_scale: float = DEMO_T
         _say(stream, f"emulator: {emulator.base_url}")
         _say(stream, "accounts: " + ", ".join(f"{a.name} ({a.api})" for a in accounts))
         _seed(emulator.app.state.emulator, accounts, stream)
-        config = RunConfig(accounts, keys, emulator.base_url, settings)
+        config = ApiAccess(accounts, keys, emulator.base_url, settings)
         ledger = FolderLedger(Path(folder) / "ledger")
         first = _apply(stream, "1. plan and apply the manifests", config, ledger, options)
         _advance(emulator.control_url, EIGHT_DAYS)
@@ -117,15 +117,15 @@ def _seed(state: EmulatorState, accounts: Sequence[LoadedAccount], stream: TextI
 
 
 def _apply(
-    stream: TextIO, title: str, config: RunConfig, ledger: FolderLedger, options: ApplyOptions
+    stream: TextIO, title: str, config: ApiAccess, ledger: FolderLedger, options: ApplyOptions
 ) -> ApplyReport:
     _say(stream, f"\n== {title} ==")
 
-    def show_plan(run: PlanRun) -> None:
+    def show_plan(run: PlanResult) -> None:
         write_plan_text(run.plan, stream)
         _say(stream, "")
 
-    report = execute_apply(
+    report = apply_with_ledger(
         config, ledger, options, on_plan=show_plan, progress=make_progress(stream)
     )
     write_report_text(report, stream)

@@ -19,9 +19,10 @@ import httpx
 
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings, resolve_api_base
 from reconciler.api.secret import key_from_env
-from reconciler.apply import AccountRun, ApplyOptions, LoadTimes, Recorder
+from reconciler.apply import AccountApply, ApplyOptions, LoadTimes, Recorder
 from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.core.events import NullProgress, ProgressSink
+from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.core.live import LiveState
 from reconciler.core.plan import (
     DEFAULT_LOAD_GRACE,
@@ -33,7 +34,6 @@ from reconciler.core.plan import (
     make_plan,
     plan_account,
 )
-from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.core.report import AccountReport, ApplyReport, Outcome
 from reconciler.errors import (
     ApiUnreachable,
@@ -60,7 +60,7 @@ class AccountFailure:
 
 
 @dataclass(frozen=True)
-class PlanRun:
+class PlanResult:
     """A plan with the live states it was made from and the accounts that failed."""
 
     plan: Plan
@@ -69,7 +69,7 @@ class PlanRun:
 
 
 @dataclass
-class Workspace:
+class ConnectedAccounts:
     """The accounts of a run and a client for each one whose key is available."""
 
     accounts: tuple[LoadedAccount, ...]
@@ -83,14 +83,14 @@ class Workspace:
         return next(a for a in self.accounts if a.name == name)
 
 
-def build_workspace(
+def connect_accounts(
     api: ApiClient,
     accounts: Sequence[LoadedAccount],
     environ: Mapping[str, str],
     api_base_flag: str | None,
-) -> Workspace:
+) -> ConnectedAccounts:
     """Pair each account with a client; an account without its key is a failure, not a stop."""
-    workspace = Workspace(tuple(accounts), clock=api.clock)
+    workspace = ConnectedAccounts(tuple(accounts), clock=api.clock)
     for account in accounts:
         try:
             key = key_from_env(account.name, account.spec.key_env, environ)
@@ -132,13 +132,13 @@ def now_timing(load_grace: float = DEFAULT_LOAD_GRACE, clock: Clock = SYSTEM_CLO
     return Timing(now=clock.utcnow(), load_grace=load_grace)
 
 
-async def plan_workspace(
-    workspace: Workspace,
+async def read_and_plan(
+    workspace: ConnectedAccounts,
     ledger: LedgerState | None,
     max_deletes: int = DEFAULT_MAX_DELETES,
     load_grace: float = DEFAULT_LOAD_GRACE,
     deadline: float | None = None,
-) -> PlanRun:
+) -> PlanResult:
     """Read every account's live state and plan against the manifests and the ledger."""
     live, failures = await read_live_states(workspace.clients, deadline)
     all_failures = (*workspace.failures, *failures)
@@ -151,11 +151,11 @@ async def plan_workspace(
             timing=now_timing(load_grace, workspace.clock),
         )
     unread = tuple(sorted(f.account for f in all_failures))
-    return PlanRun(plan.model_copy(update={"unread": unread}), live, all_failures)
+    return PlanResult(plan.model_copy(update={"unread": unread}), live, all_failures)
 
 
 async def check_fresh(
-    saved: Plan, workspace: Workspace, deadline: float | None = None
+    saved: Plan, workspace: ConnectedAccounts, deadline: float | None = None
 ) -> dict[str, LiveState]:
     """Re-read the live state of a saved plan's accounts; refuse it if any has moved.
 
@@ -190,9 +190,9 @@ async def check_fresh(
     return live
 
 
-async def apply_workspace(
-    run: PlanRun,
-    workspace: Workspace,
+async def apply_plan(
+    run: PlanResult,
+    workspace: ConnectedAccounts,
     session: LedgerSession | None,
     options: ApplyOptions,
     progress: ProgressSink | None = None,
@@ -226,7 +226,7 @@ async def apply_workspace(
     async def apply_one(account_plan: AccountPlan) -> None:
         started = workspace.clock.now()
         name = account_plan.account
-        account_run = AccountRun(
+        account_apply = AccountApply(
             account_plan,
             workspace.clients[name],
             run.live[name],
@@ -237,20 +237,20 @@ async def apply_workspace(
             record=recorder(name),
             load_times=load_times,
         )
-        await account_run.run()
-        if options.wait and account_run.stale and workspace.clock.now() < deadline:
-            await account_run.refresh_quietly()
-        await account_run.record_outcomes()
+        await account_apply.run()
+        if options.wait and account_apply.stale and workspace.clock.now() < deadline:
+            await account_apply.refresh_quietly()
+        await account_apply.record_outcomes()
         after = session.current_state([name]) if session is not None else None
         timing = now_timing(options.load_grace, workspace.clock)
-        replanned = plan_account(workspace.account(name), account_run.live, after, timing)
+        replanned = plan_account(workspace.account(name), account_apply.live, after, timing)
         reports[name] = _account_report(
-            account_plan, account_run, replanned, options, workspace.clock.now() - started
+            account_plan, account_apply, replanned, options, workspace.clock.now() - started
         )
         if session is not None:
             await session.checkpoint([name])
         sink.account_update(
-            name, "done" if reports[name].converged else "failed", account_run.counts()
+            name, "done" if reports[name].converged else "failed", account_apply.counts()
         )
 
     try:
@@ -292,12 +292,12 @@ def refuse_blocked(plan: Plan) -> None:
 
 def _account_report(
     account_plan: AccountPlan,
-    account_run: AccountRun,
+    account_apply: AccountApply,
     replanned: AccountPlan,
     options: ApplyOptions,
     elapsed: float,
 ) -> AccountReport:
-    items = account_run.item_reports()
+    items = account_apply.item_reports()
     # Without waiting, a model whose request was accepted counts as on its way.
     sent = {i.model_id for i in items if i.outcome is Outcome.SENT}
     remaining = tuple(
@@ -325,7 +325,7 @@ def _account_report(
     )
 
 
-#: The errors :func:`execute_apply` raises only before any request that changes the remote is
+#: The errors :func:`apply_with_ledger` raises only before any request that changes the remote is
 #: sent: ``apply`` reports them as a refused run (:func:`refused_report`), not as an error line.
 REFUSALS: tuple[type[ReconcilerError], ...] = (
     StalePlanError,
@@ -358,7 +358,7 @@ def _failed_account_report(failure: AccountFailure, api: str) -> AccountReport:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class ApiAccess:
     """What every command that talks to the API needs."""
 
     accounts: tuple[LoadedAccount, ...]
@@ -370,28 +370,28 @@ class RunConfig:
     clock: Clock = SYSTEM_CLOCK
 
 
-async def run_plan(
-    config: RunConfig,
+async def plan_accounts(
+    config: ApiAccess,
     ledger: LedgerState | None,
     max_deletes: int = DEFAULT_MAX_DELETES,
     load_grace: float = DEFAULT_LOAD_GRACE,
-) -> PlanRun:
+) -> PlanResult:
     """``plan``: read every account and plan it."""
     async with ApiClient(config.settings, config.transport, config.clock) as api:
-        workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
-        return await plan_workspace(workspace, ledger, max_deletes, load_grace)
+        workspace = connect_accounts(api, config.accounts, config.environ, config.api_base)
+        return await read_and_plan(workspace, ledger, max_deletes, load_grace)
 
 
-async def run_apply(
-    config: RunConfig,
+async def apply_accounts(
+    config: ApiAccess,
     session: LedgerSession | None,
     options: ApplyOptions,
     *,
     saved: Plan | None = None,
     max_deletes: int = DEFAULT_MAX_DELETES,
-    on_plan: Callable[[PlanRun], None] | None = None,
+    on_plan: Callable[[PlanResult], None] | None = None,
     progress: ProgressSink | None = None,
-) -> tuple[PlanRun, ApplyReport]:
+) -> tuple[PlanResult, ApplyReport]:
     """``apply``: plan afresh (or check a saved plan is still current), then apply it.
 
     ``on_plan`` sees the plan before anything is sent (the CLI prints it there).
@@ -400,36 +400,34 @@ async def run_apply(
     deadline = config.clock.now() + options.timeout
     ledger = session.state if session is not None else None
     async with ApiClient(config.settings, config.transport, config.clock) as api:
-        workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
+        workspace = connect_accounts(api, config.accounts, config.environ, config.api_base)
         if saved is None:
-            run = await plan_workspace(workspace, ledger, max_deletes, options.load_grace, deadline)
+            run = await read_and_plan(workspace, ledger, max_deletes, options.load_grace, deadline)
         else:
             live = await check_fresh(saved, workspace, deadline)
-            run = PlanRun(saved, live, tuple(workspace.failures))
+            run = PlanResult(saved, live, tuple(workspace.failures))
         if on_plan is not None:
             on_plan(run)
-        report = await apply_workspace(
-            run, workspace, session, options, progress, deadline=deadline
-        )
+        report = await apply_plan(run, workspace, session, options, progress, deadline=deadline)
         return run, report
 
 
-async def run_status(config: RunConfig) -> tuple[dict[str, LiveState], list[AccountFailure]]:
+async def read_status(config: ApiAccess) -> tuple[dict[str, LiveState], list[AccountFailure]]:
     """``status``: one listing pass per account."""
     async with ApiClient(config.settings, config.transport, config.clock) as api:
-        workspace = build_workspace(api, config.accounts, config.environ, config.api_base)
+        workspace = connect_accounts(api, config.accounts, config.environ, config.api_base)
         live, failures = await read_live_states(workspace.clients)
         return live, [*workspace.failures, *failures]
 
 
-def execute_apply(
-    config: RunConfig,
+def apply_with_ledger(
+    config: ApiAccess,
     store: LedgerStore | None,
     options: ApplyOptions,
     *,
     saved: Plan | None = None,
     max_deletes: int = DEFAULT_MAX_DELETES,
-    on_plan: Callable[[PlanRun], None] | None = None,
+    on_plan: Callable[[PlanResult], None] | None = None,
     progress: ProgressSink | None = None,
 ) -> ApplyReport:
     """``apply`` from start to end, holding the ledger; the ledger is saved as it goes.
@@ -444,7 +442,7 @@ def execute_apply(
     async def main(session: LedgerSession | None) -> None:
         # The result goes through a holder: a large value returned by anyio.run would be
         # formatted into the event loop's task repr at exit, at a cost in the size of the run.
-        _, report = await run_apply(
+        _, report = await apply_accounts(
             config,
             session,
             options,

@@ -37,9 +37,9 @@ from pydantic import ValidationError
 
 from reconciler.api import wire
 from reconciler.api.kinds import ApiKind
+from reconciler.core.ledger_entries import LedgerEntry
 from reconciler.core.ledger_fold import LedgerEvent, next_entry
 from reconciler.core.live import Condition, LiveState
-from reconciler.core.records import LedgerEntry
 from reconciler.errors import ConfigError
 from reconciler.manifest.models import (
     ACCOUNT_ADAPTER,

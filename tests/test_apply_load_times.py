@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import pytest
 
 from reconciler.api.kinds import ApiKind
-from reconciler.apply import AccountRun, ApplyOptions
+from reconciler.apply import AccountApply, ApplyOptions
 from reconciler.clock import FakeClock
 from reconciler.core.events import NullProgress
 from reconciler.core.live import Condition, LiveModel, LiveState
@@ -77,7 +77,7 @@ async def test_the_learnt_load_time_is_never_shorter_than_the_servers() -> None:
         live_fingerprint="",
         changes=tuple(_load(f"m{n}") for n in range(7)),  # two waves under a queue of 5
     )
-    run = AccountRun(
+    run = AccountApply(
         plan,
         client,  # type: ignore[arg-type]
         LiveState("acct", {}),

@@ -24,7 +24,7 @@ from reconciler.clock import FakeClock
 from reconciler.core.report import ApplyReport
 from reconciler.emulator import EmulatorConfig, create_app
 from reconciler.emulator.config import AccountConfig
-from reconciler.engine import RunConfig, run_apply
+from reconciler.engine import ApiAccess, apply_accounts
 from reconciler.ledger.memory import MemorySession
 from reconciler.manifest.loader import load_manifests
 
@@ -72,8 +72,8 @@ class VirtualWorld:
         path = self.root / f"{account}.yaml"
         path.write_text(yaml.safe_dump(document), encoding="utf-8")
 
-    def config(self, account: str) -> RunConfig:
-        return RunConfig(
+    def config(self, account: str) -> ApiAccess:
+        return ApiAccess(
             accounts=load_manifests([str(self.root / f"{account}.yaml")]),
             environ={_key_env(account): self.keys[account]},
             api_base=BASE,
@@ -124,7 +124,7 @@ async def world(tmp_path: Path, anyio_backend: str) -> AsyncIterator[VirtualWorl
 
 
 async def _apply(world: VirtualWorld, account: str, options: ApplyOptions) -> ApplyReport:
-    _, report = await run_apply(world.config(account), MemorySession(), options)
+    _, report = await apply_accounts(world.config(account), MemorySession(), options)
     return report
 
 

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from reconciler.api import wire
 from reconciler.api.kinds import ApiKind
+from reconciler.core.ledger_entries import Intent, LedgerEntry
 from reconciler.core.live import Condition, LiveModel, LiveState
-from reconciler.core.records import Intent, LedgerEntry
 from reconciler.errors import ManifestError
 from reconciler.export import (
     ExportAccount,

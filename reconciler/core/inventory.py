@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.core.live import LiveState
-from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.manifest.models import DesiredModel, LoadedAccount
 
 _NO_ENTRIES: Mapping[str, LedgerEntry] = {}

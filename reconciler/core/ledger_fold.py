@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
-from reconciler.core.records import Intent, IntentAction, LedgerEntry
+from reconciler.core.ledger_entries import Intent, IntentAction, LedgerEntry
 
 
 class LedgerEvent(StrEnum):

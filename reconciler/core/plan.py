@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from reconciler.api.kinds import ApiKind
 from reconciler.core.diff import FieldChange, diff_specs
 from reconciler.core.inventory import classify_account
+from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.core.live import Condition, LiveState
-from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.manifest.models import DesiredModel, LoadedAccount
 
 PLAN_FORMAT_VERSION = 1

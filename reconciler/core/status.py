@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.core.inventory import AccountModel, classify_account
+from reconciler.core.ledger_entries import LedgerState
 from reconciler.core.live import Condition, LiveState
-from reconciler.core.records import LedgerState
 from reconciler.manifest.models import LoadedAccount
 
 

@@ -56,9 +56,9 @@ from __future__ import annotations
 
 from reconciler.emulator.app import create_app
 from reconciler.emulator.config import AccountConfig, EmulatorConfig, build_config, load_accounts
-from reconciler.emulator.records import ModelRecord
 from reconciler.emulator.server import EmulatorHandle, running_emulator, serve
 from reconciler.emulator.state import EmulatorState
+from reconciler.emulator.world import ModelRecord
 
 __all__ = [
     "AccountConfig",

@@ -26,13 +26,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconciler.emulator import assumptions as A
-from reconciler.emulator import responses
+from reconciler.emulator import assumptions as assumed
+from reconciler.emulator import replies
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.control import control_routes
 from reconciler.emulator.faults import FaultKind, error_body, malformed_text
 from reconciler.emulator.handlers import ENDPOINTS, Handler
-from reconciler.emulator.responses import Reply
+from reconciler.emulator.replies import Reply
 from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.validation import Invalid
 from reconciler.emulator.webhooks import WebhookSender
@@ -85,14 +85,14 @@ async def _serve_api(request: Request, state: EmulatorState, webhooks: WebhookSe
     state.counters.count(endpoint)
     target = ENDPOINTS.get(endpoint)
     if target is None:
-        return JSONResponse(A.UNKNOWN_PATH, 404)
+        return JSONResponse(assumed.UNKNOWN_PATH, 404)
     fault = state.faults.draw()
     if state.faults.settings.latency_ms:
         await anyio.sleep(state.faults.settings.latency_ms / 1000)
     if fault.kind is FaultKind.ERROR:
         return JSONResponse(error_body(fault.error_code), fault.error_code)
     if fault.kind is FaultKind.FAILED:
-        return responses.failed_try_again().render(state.settings.error_mode)
+        return replies.failed_try_again().render(state.settings.error_mode)
     raw = await request.body()
     state.advance()
     reply = _process(state, endpoint, target, request.headers.get("content-type", ""), raw)
@@ -111,18 +111,16 @@ def _process(
     body = _json_object(content_type, raw)
     account = state.account_for_key(body.get("key")) if body is not None else None
     if body is None or account is None or endpoint not in account.config.api.caps.endpoints:
-        return responses.invalid_key()
+        return replies.invalid_key()
     state.counters.attribute(account.name, endpoint)
     now, window = state.clock.now(), state.settings.spam_window_seconds
     seconds_left = state.spam.check(endpoint, body, now, window)
     if seconds_left > 0:
-        return responses.spam_limited(
-            seconds_left, state.settings.error_mode, state.clock.time_scale
-        )
+        return replies.spam_limited(seconds_left, state.settings.error_mode, state.clock.time_scale)
     try:
         return handle(state, account, body)
     except Invalid as exc:
-        return responses.validation_failed(exc.fields)
+        return replies.validation_failed(exc.fields)
 
 
 def _json_object(content_type: str, raw: bytes) -> dict[str, Any] | None:

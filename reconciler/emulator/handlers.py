@@ -1,7 +1,7 @@
 """What each emulated API endpoint does, once the request's key has been accepted.
 
 One function per endpoint of api-spec §7.1, each taking the emulator's state, the account the
-key belongs to and the JSON body, and returning a :class:`~responses.Reply`. Requests are
+key belongs to and the JSON body, and returning a :class:`~replies.Reply`. Requests are
 parsed with the shared wire models (:mod:`validation` words the errors the Laravel way) and
 answers are built from them. :data:`ENDPOINTS` maps each path to its handler; which
 API's keys may call it is the capability table's (:attr:`ApiCapabilities.endpoints`).
@@ -30,19 +30,19 @@ from reconciler.api.wire import (
     SystemDetails,
     body_of,
 )
-from reconciler.emulator import assumptions as A
-from reconciler.emulator import responses
+from reconciler.emulator import assumptions as assumed
+from reconciler.emulator import replies
 from reconciler.emulator.clock import to_datetime
-from reconciler.emulator.records import Account, ModelRecord
-from reconciler.emulator.responses import Reply
+from reconciler.emulator.replies import Reply
 from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.validation import parse
+from reconciler.emulator.world import Account, ModelRecord
 
 Handler = Callable[[EmulatorState, Account, dict[str, Any]], Reply]
 
 
 def _success(message: str) -> Reply:
-    return responses.ok(StatusMessage(status="success", message=message))
+    return replies.ok(StatusMessage(status="success", message=message))
 
 
 def _spec(request: KeyRequest) -> dict[str, Any]:
@@ -57,8 +57,8 @@ def finetune_list(state: EmulatorState, account: Account, body: dict[str, Any]) 
     """Every id the account owns, loaded or not."""
     parse(KeyRequest, body, ())
     ids: list[str | wire.FinetuneEntry] = list(account.models)
-    return responses.ok(
-        FinetuneListResponse(status="success", messege=A.FINETUNE_LIST_MESSEGE, data=ids)
+    return replies.ok(
+        FinetuneListResponse(status="success", messege=assumed.FINETUNE_LIST_MESSEGE, data=ids)
     )
 
 
@@ -73,7 +73,7 @@ def model_list(state: EmulatorState, account: Account, body: dict[str, Any]) -> 
     parts = [_catalogue_text()]
     listed = account.listed
     for model_id, record in account.models.items():
-        if record.status == A.EVICTED:
+        if record.status == assumed.EVICTED:
             continue
         cached = listed.get(model_id)
         if cached is None or cached[0] is not record or cached[1] != record.status:
@@ -81,12 +81,12 @@ def model_list(state: EmulatorState, account: Account, body: dict[str, Any]) -> 
         parts.append(cached[2])
     if len(listed) > 2 * len(account.models) + 64:  # forget deleted and replaced models
         account.listed = {k: v for k, v in listed.items() if account.models.get(k) is v[0]}
-    return responses.prerendered("[" + ",".join(part for part in parts if part) + "]")
+    return replies.prerendered("[" + ",".join(part for part in parts if part) + "]")
 
 
 @functools.cache
 def _catalogue_text() -> str:
-    return ",".join(_entry_text(PublicModel.model_validate(entry)) for entry in A.CATALOGUE)
+    return ",".join(_entry_text(PublicModel.model_validate(entry)) for entry in assumed.CATALOGUE)
 
 
 def _entry_text(item: PublicModel | LoadedModel) -> str:
@@ -97,7 +97,7 @@ def _public(record: ModelRecord) -> PublicModel:
     return PublicModel(
         model_id=record.model_id,
         status=record.status,
-        created_at=to_datetime(record.created_at).strftime(A.CREATED_AT_FORMAT),
+        created_at=to_datetime(record.created_at).strftime(assumed.CREATED_AT_FORMAT),
         instance_prompt=None,
         model_name=str(record.spec.get("model_name", "")),
         description="",
@@ -109,9 +109,9 @@ def load_model(state: EmulatorState, account: Account, body: dict[str, Any]) -> 
     """Start a community load (replacing any model with the id), unless the queue is full."""
     request = parse(CommunityLoadRequest, body, wire.COMMUNITY_REQUIRED)
     if account.in_flight(request.model_id) >= account.config.queue_limit:
-        return responses.queue_limited(account.config.queue_limit, state.clock.time_scale)
+        return replies.queue_limited(account.config.queue_limit, state.clock.time_scale)
     state.start_load(account, request.model_id, _spec(request))
-    return _success(A.LOAD_STARTED)
+    return _success(assumed.LOAD_STARTED)
 
 
 def model_reload(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
@@ -119,10 +119,10 @@ def model_reload(state: EmulatorState, account: Account, body: dict[str, Any]) -
     request = parse(ModelIdRequest, body, ("model_id",))
     record = account.models.get(request.model_id)
     if record is None:
-        return responses.not_found(A.MODEL_ID_NOT_FOUND)
-    starts = record.status in (A.EVICTED, A.FAILED)
+        return replies.not_found(assumed.MODEL_ID_NOT_FOUND)
+    starts = record.status in (assumed.EVICTED, assumed.FAILED)
     if starts and account.in_flight() >= account.config.queue_limit:
-        return responses.queue_limited(account.config.queue_limit, state.clock.time_scale)
+        return replies.queue_limited(account.config.queue_limit, state.clock.time_scale)
     return _success(state.start_reload(account, request.model_id))
 
 
@@ -133,18 +133,18 @@ def enterprise_load(state: EmulatorState, account: Account, body: dict[str, Any]
     """Start an enterprise load; its ``webhook`` is called when the load ends."""
     request = parse(EnterpriseLoadRequest, body, wire.ENTERPRISE_REQUIRED)
     if account.in_flight(request.model_id) >= account.config.queue_limit:
-        return responses.queue_limited(account.config.queue_limit, state.clock.time_scale)
+        return replies.queue_limited(account.config.queue_limit, state.clock.time_scale)
     state.start_load(account, request.model_id, _spec(request), webhook=request.webhook)
-    return _success(A.LOAD_STARTED)
+    return _success(assumed.LOAD_STARTED)
 
 
 def verify_model(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
     """Whether a model is loaded and servable on the enterprise server."""
     request = parse(ModelIdRequest, body, ("model_id",))
     record = account.models.get(request.model_id)
-    if record is None or record.status != A.READY:
-        return responses.not_found(A.NOT_ON_SERVER)
-    return _success(A.MODEL_EXISTS)
+    if record is None or record.status != assumed.READY:
+        return replies.not_found(assumed.NOT_ON_SERVER)
+    return _success(assumed.MODEL_EXISTS)
 
 
 def get_all_models(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
@@ -155,7 +155,7 @@ def get_all_models(state: EmulatorState, account: Account, body: dict[str, Any])
     """
     parse(KeyRequest, body, ())
     lists: dict[str, list[str]] = {"models": [], "lora_models": [], "embeddings_models": []}
-    ready = [m for m in account.models.values() if m.status == A.READY]
+    ready = [m for m in account.models.values() if m.status == assumed.READY]
     served = account.served
     for record in sorted(ready, key=lambda m: m.ready_at or 0.0):
         cached = served.get(record.model_id)
@@ -169,14 +169,16 @@ def get_all_models(state: EmulatorState, account: Account, body: dict[str, Any])
     shape = json.dumps(empty.model_dump(mode="json", exclude_none=True), separators=(",", ":"))
     for name, texts in lists.items():
         shape = shape.replace(f'"{name}":[]', f'"{name}":[' + ",".join(texts) + "]", 1)
-    return responses.prerendered(shape)
+    return replies.prerendered(shape)
 
 
 def _loaded_entry(record: ModelRecord) -> tuple[str, str]:
     """Which list a ready enterprise model goes in, and its entry as JSON text."""
-    side = A.ENTERPRISE_SIDE_LISTS.get(str(record.spec.get("model_type", "")), "models")
+    side = assumed.ENTERPRISE_SIDE_LISTS.get(str(record.spec.get("model_type", "")), "models")
     loaded_at = to_datetime(record.ready_at or record.created_at)
-    item = LoadedModel(model_id=record.model_id, load_data=loaded_at.strftime(A.LOAD_DATA_FORMAT))
+    item = LoadedModel(
+        model_id=record.model_id, load_data=loaded_at.strftime(assumed.LOAD_DATA_FORMAT)
+    )
     return side, _entry_text(item)
 
 
@@ -184,21 +186,21 @@ def delete_model(state: EmulatorState, account: Account, body: dict[str, Any]) -
     """Remove a model from the enterprise server, whatever its status."""
     request = parse(ModelIdRequest, body, ("model_id",))
     if not state.delete(account, request.model_id):
-        return responses.not_found(A.NOT_ON_SERVER)
-    return _success(A.MODEL_DELETED)
+        return replies.not_found(assumed.NOT_ON_SERVER)
+    return _success(assumed.MODEL_DELETED)
 
 
 def clear_cache(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
     """Clears nothing the emulator models; answers the documented text."""
     parse(KeyRequest, body, ())
-    return _success(A.CACHE_CLEARED)
+    return _success(assumed.CACHE_CLEARED)
 
 
 def system_details(state: EmulatorState, account: Account, body: dict[str, Any]) -> Reply:
     """How many models are loaded; note ``"status": "ok"``."""
     parse(KeyRequest, body, ())
-    count = sum(1 for m in account.models.values() if m.status == A.READY)
-    reply = responses.ok(SystemDetails(status=A.SYSTEM_STATUS, model_count=count, queue_time=0))
+    count = sum(1 for m in account.models.values() if m.status == assumed.READY)
+    reply = replies.ok(SystemDetails(status=assumed.SYSTEM_STATUS, model_count=count, queue_time=0))
     reply.body["queue_time"] = 0  # the documented integer, not the model's float
     return reply
 

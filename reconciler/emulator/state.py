@@ -28,13 +28,13 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.api.wire import LoadWebhook
-from reconciler.emulator import assumptions as A
+from reconciler.emulator import assumptions as assumed
 from reconciler.emulator.clock import EmulatedClock, iso
 from reconciler.emulator.config import AccountConfig, EmulatorConfig
 from reconciler.emulator.faults import FaultInjector
 from reconciler.emulator.persistence import read_state, write_state
-from reconciler.emulator.records import Account, ModelRecord, WebhookDelivery
 from reconciler.emulator.traffic import RequestCounters, SpamFilter
+from reconciler.emulator.world import Account, ModelRecord, WebhookDelivery
 
 _Entry = tuple[float, int, str, str, ModelRecord]
 
@@ -99,24 +99,24 @@ class EmulatorState:
         account: str,
         model_id: str,
         spec: dict[str, Any] | None = None,
-        status: str = A.READY,
+        status: str = assumed.READY,
     ) -> ModelRecord:
         """Put a model on an account directly, as if loaded long ago by someone else.
 
         ``status`` is ``model_ready``, ``model_failed``, ``evicted`` or ``model_loading`` (the
         load then ends after ``load_seconds`` from now).
         """
-        if status not in A.MODEL_STATUSES:
-            raise ValueError(f"status must be one of {A.MODEL_STATUSES}")
+        if status not in assumed.MODEL_STATUSES:
+            raise ValueError(f"status must be one of {assumed.MODEL_STATUSES}")
         with self._lock:
             now = self.clock.now()
             record = ModelRecord(model_id, dict(spec or {}), status, created_at=now)
-            if status == A.LOADING:
+            if status == assumed.LOADING:
                 record.started_at, record.due_at = now, now + self.settings.load_seconds
             else:
-                record.ready_at = now if status == A.READY else None
+                record.ready_at = now if status == assumed.READY else None
                 record.last_used_at = now
-                record.evicted_at = now if status == A.EVICTED else None
+                record.evicted_at = now if status == assumed.EVICTED else None
             self._place(self.accounts[account], record)
             self.save()
             return record
@@ -125,7 +125,7 @@ class EmulatorState:
         """Mark a loaded model as used now (a generation call), restarting its idle time."""
         with self._lock:
             record = self.accounts[account].models[model_id]
-            if record.status in (A.READY, A.FAILED):
+            if record.status in (assumed.READY, assumed.FAILED):
                 record.last_used_at = self.clock.now()
                 self._watch(account, record)
                 self.save()
@@ -143,7 +143,7 @@ class EmulatorState:
         """Start loading ``model_id`` with ``spec``, replacing whatever had the id."""
         with self._lock:
             now = self.clock.now()
-            record = ModelRecord(model_id, spec, A.LOADING, created_at=now, webhook=webhook)
+            record = ModelRecord(model_id, spec, assumed.LOADING, created_at=now, webhook=webhook)
             previous = account.models.pop(model_id, None)
             record.loads = previous.loads if previous else 0
             self._begin(account, record, now, self.settings.load_seconds, reloading=False)
@@ -155,19 +155,19 @@ class EmulatorState:
         """Reload an owned model; the answer's message (``model_id`` must be owned)."""
         with self._lock:
             record = account.models[model_id]
-            if record.status == A.LOADING:
-                return A.LOAD_IN_PROGRESS
-            if record.status == A.READY:
+            if record.status == assumed.LOADING:
+                return assumed.LOAD_IN_PROGRESS
+            if record.status == assumed.READY:
                 record.last_used_at = self.clock.now()
                 self._watch(account.name, record)
                 self.save()
-                return A.ALREADY_LOADED
+                return assumed.ALREADY_LOADED
             self._begin(
                 account, record, self.clock.now(), self.settings.reload_seconds, reloading=True
             )
             record.evicted_at = None
             self.save()
-            return A.RELOAD_STARTED
+            return assumed.RELOAD_STARTED
 
     def delete(self, account: Account, model_id: str) -> bool:
         """Remove a model from the account; whether it was there."""
@@ -180,7 +180,7 @@ class EmulatorState:
     def _begin(
         self, account: Account, record: ModelRecord, now: float, seconds: float, *, reloading: bool
     ) -> None:
-        record.status, record.reloading, record.loads = A.LOADING, reloading, record.loads + 1
+        record.status, record.reloading, record.loads = assumed.LOADING, reloading, record.loads + 1
         record.started_at, record.due_at = now, now + seconds
         record.will_fail = self.faults.fails(str(record.spec.get("url", "")))
         account.loading.add(record.model_id)
@@ -190,16 +190,16 @@ class EmulatorState:
         """Put ``record`` on the account (replacing its id) and watch its next deadline."""
         account.models[record.model_id] = record
         account.loading.discard(record.model_id)
-        if record.status == A.LOADING:
+        if record.status == assumed.LOADING:
             account.loading.add(record.model_id)
         self._watch(account.name, record)
 
     def _watch(self, account: str, record: ModelRecord) -> None:
         """Note the record's next deadline: its load's end, or the start of its idle time."""
-        if record.status == A.LOADING and record.due_at is not None:
+        if record.status == assumed.LOADING and record.due_at is not None:
             entry = (record.due_at, next(self._order), account, record.model_id, record)
             heapq.heappush(self._due, entry)
-        elif record.status in (A.READY, A.FAILED):
+        elif record.status in (assumed.READY, assumed.FAILED):
             since = record.last_used_at or record.created_at
             heapq.heappush(self._idle, (since, next(self._order), account, record.model_id, record))
 
@@ -217,7 +217,7 @@ class EmulatorState:
             while self._due and self._due[0][0] <= now:
                 _, _, name, _, record = heapq.heappop(self._due)
                 account = self._current(name, record)
-                if account is not None and record.status == A.LOADING:
+                if account is not None and record.status == assumed.LOADING:
                     self._owed.extend(self._finish(record))
                     account.loading.discard(record.model_id)
                     self._watch(name, record)
@@ -231,13 +231,13 @@ class EmulatorState:
         while self._idle and self._idle[0][0] + idle <= now:
             since, _, name, _, record = heapq.heappop(self._idle)
             account = self._current(name, record)
-            if account is None or not (account.evicts or A.ENTERPRISE_EVICTS):
+            if account is None or not (account.evicts or assumed.ENTERPRISE_EVICTS):
                 continue
             if (
-                record.status in (A.READY, A.FAILED)
+                record.status in (assumed.READY, assumed.FAILED)
                 and (record.last_used_at or record.created_at) == since
             ):
-                record.status, record.evicted_at = A.EVICTED, since + idle
+                record.status, record.evicted_at = assumed.EVICTED, since + idle
                 changed = True
         return changed
 
@@ -256,7 +256,7 @@ class EmulatorState:
 
     def _finish(self, record: ModelRecord) -> list[WebhookDelivery]:
         end = record.due_at if record.due_at is not None else self.clock.now()
-        record.status = A.FAILED if record.will_fail else A.READY
+        record.status = assumed.FAILED if record.will_fail else assumed.READY
         record.due_at, record.last_used_at = None, end
         record.ready_at = None if record.will_fail else end
         if not record.webhook:
@@ -264,7 +264,7 @@ class EmulatorState:
         payload = LoadWebhook(
             status="failed" if record.will_fail else "success",
             model_id=record.model_id,
-            message=A.WEBHOOK_FAILED if record.will_fail else A.WEBHOOK_LOADED,
+            message=assumed.WEBHOOK_FAILED if record.will_fail else assumed.WEBHOOK_LOADED,
         )
         return [WebhookDelivery(record.webhook, payload)]
 

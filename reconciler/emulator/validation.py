@@ -16,14 +16,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.emulator import assumptions as A
+from reconciler.emulator import assumptions as assumed
 
 M = TypeVar("M", bound=BaseModel)
 
 _TEXTS = {
-    "missing": A.REQUIRED_TEXT,
-    "literal_error": A.INVALID_CHOICE_TEXT,
-    "string_type": A.NOT_A_STRING_TEXT,
+    "missing": assumed.REQUIRED_TEXT,
+    "literal_error": assumed.INVALID_CHOICE_TEXT,
+    "string_type": assumed.NOT_A_STRING_TEXT,
 }
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from reconciler.emulator import assumptions as A
-from reconciler.emulator.records import WebhookDelivery
+from reconciler.emulator import assumptions as assumed
+from reconciler.emulator.world import WebhookDelivery
 
 
 class WebhookSender:
@@ -46,7 +46,7 @@ class WebhookSender:
         payload = delivery.payload.model_dump(mode="json")
         entry: dict[str, Any] = {"url": delivery.url, "payload": payload}
         try:
-            async with httpx.AsyncClient(timeout=A.WEBHOOK_TIMEOUT) as client:
+            async with httpx.AsyncClient(timeout=assumed.WEBHOOK_TIMEOUT) as client:
                 answer = await client.post(delivery.url, json=payload)
             entry["status_code"] = answer.status_code
         except (httpx.HTTPError, httpx.InvalidURL) as exc:

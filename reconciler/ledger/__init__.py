@@ -1,6 +1,6 @@
 """The ledger store: read, record and lock what this tool last applied (design.md §3).
 
-The ledger's data is in :mod:`reconciler.core.records` and its pure updates in
+The ledger's data is in :mod:`reconciler.core.ledger_entries` and its pure updates in
 :mod:`reconciler.core.ledger_fold`; this package is only about keeping it somewhere (a local
 folder, or a git branch for CI). It never decides what an entry means.
 """

@@ -37,7 +37,7 @@ from typing import Any, Literal
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reconciler.core.records import LEDGER_FORMAT_VERSION, LedgerEntry, LedgerState
+from reconciler.core.ledger_entries import LEDGER_FORMAT_VERSION, LedgerEntry, LedgerState
 from reconciler.errors import LedgerError, LedgerLocked
 from reconciler.fsutil import (
     SymlinkRefused,

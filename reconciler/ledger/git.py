@@ -36,7 +36,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from reconciler.core.records import LEDGER_FORMAT_VERSION, LedgerEntry, LedgerState
+from reconciler.core.ledger_entries import LEDGER_FORMAT_VERSION, LedgerEntry, LedgerState
 from reconciler.errors import LedgerError, LedgerLocked
 from reconciler.ledger.folder import (
     Claim,

@@ -1,7 +1,7 @@
 """Where the ledger lives, chosen once per command: a local folder or a git branch.
 
 The ledger is what this tool last applied per account and model (see
-:mod:`reconciler.core.records` for its shape). This package only reads, records and locks it;
+:mod:`reconciler.core.ledger_entries` for its shape). This package only reads, records and locks it;
 which entry follows from what happened is :mod:`reconciler.core.ledger_fold`'s decision. A
 ledger that cannot be read is an error that says how to recover; it is never silently reset,
 because an empty ledger quietly turns replace and ``prune: managed`` off.
@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from reconciler.core.records import LedgerEntry, LedgerState
+from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.ledger.folder import FolderLedger, first_error
 from reconciler.ledger.git import DEFAULT_BRANCH, GitBranchLedger, find_repository
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS

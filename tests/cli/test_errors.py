@@ -180,11 +180,11 @@ def _apply_raising(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
     def build_run(*_args: object, **_kwargs: object) -> tuple[object, None]:
         return object(), None
 
-    def execute_apply(*_args: object, **_kwargs: object) -> object:
+    def apply_with_ledger(*_args: object, **_kwargs: object) -> object:
         raise exc
 
     monkeypatch.setattr(cli, "build_run", build_run)
-    monkeypatch.setattr(cli, "execute_apply", execute_apply)
+    monkeypatch.setattr(cli, "apply_with_ledger", apply_with_ledger)
 
 
 def test_a_refusal_of_apply_is_shown_as_the_refused_report(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.core.inventory import classify_account
+from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.plan import plan_account
-from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.core.status import status_rows
 from reconciler.manifest.models import ACCOUNT_ADAPTER, LoadedAccount
 

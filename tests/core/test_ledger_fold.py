@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler.core.ledger_entries import LedgerEntry
 from reconciler.core.ledger_fold import LedgerEvent, next_entry
-from reconciler.core.records import LedgerEntry
 
 OLD = {"url": "org/v1"}
 NEW = {"url": "org/v2"}

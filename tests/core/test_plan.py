@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from reconciler.core.diff import FieldChange
+from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.plan import (
     MAX_LOAD_ATTEMPTS,
@@ -19,7 +20,6 @@ from reconciler.core.plan import (
     make_plan,
     plan_account,
 )
-from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.manifest.models import ACCOUNT_ADAPTER, LoadedAccount, spec_hash
 
 APIS = ("community", "enterprise")

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from reconciler.core.ledger_entries import Intent, LedgerEntry, LedgerState
 from reconciler.core.live import Condition
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, Action, Timing, make_plan
-from reconciler.core.records import Intent, LedgerEntry, LedgerState
 from reconciler.manifest.models import spec_hash
 
 from .test_plan import URL, account, entry, live, only, recorded

@@ -16,10 +16,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.core.ledger_fold import LedgerEvent, next_entry
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.plan import AccountPlan, Action, Plan, make_plan
-from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.manifest.models import ACCOUNT_ADAPTER, LoadedAccount, spec_hash
 
 POOL = tuple(f"m{i}" for i in range(8))

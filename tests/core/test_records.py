@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from reconciler.core.records import LEDGER_FORMAT_VERSION, LedgerEntry, LedgerState
+from reconciler.core.ledger_entries import LEDGER_FORMAT_VERSION, LedgerEntry, LedgerState
 
 WHEN = "2024-01-01T00:00:00Z"
 

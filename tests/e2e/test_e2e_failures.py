@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.api.client import ClientSettings
 from reconciler.apply import ApplyOptions
-from reconciler.engine import RunConfig, run_apply
+from reconciler.engine import ApiAccess, apply_accounts
 from reconciler.manifest.loader import load_manifests
 
 from .e2e_support import (
@@ -86,9 +86,9 @@ class LoseFirstLoad(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def _config(world: World, account: str, transport: httpx.AsyncBaseTransport) -> RunConfig:
+def _config(world: World, account: str, transport: httpx.AsyncBaseTransport) -> ApiAccess:
     """The engine's configuration for one account of the world, over ``transport``."""
-    return RunConfig(
+    return ApiAccess(
         accounts=load_manifests([str(world.manifests)]),
         environ={"MODELSLAB_E2E_KEY_" + account.upper().replace("-", "_"): world.keys[account]},
         api_base=world.emulator.base_url,
@@ -122,7 +122,7 @@ async def test_lost_load_answer_is_reobserved_not_resent(
     transport = LoseFirstLoad(deliver=deliver)
     options = ApplyOptions(timeout=APPLY_TIMEOUT, poll_interval=POLL_INTERVAL)
 
-    run, report = await run_apply(_config(world, account, transport), None, options)
+    run, report = await apply_accounts(_config(world, account, transport), None, options)
 
     assert transport.lost == ["first"]
     assert [c.action.value for c in run.plan.accounts[0].changes] == ["load", "load"]
@@ -144,7 +144,7 @@ async def test_lost_enterprise_load_is_not_resent_within_the_run(world: World) -
     transport = LoseFirstLoad(deliver=False)
     short = ApplyOptions(timeout=3.0, poll_interval=POLL_INTERVAL)
 
-    _, report = await run_apply(_config(world, "farm", transport), None, short)
+    _, report = await apply_accounts(_config(world, "farm", transport), None, short)
 
     assert transport.lost == ["first"]
     assert not report.ok()
@@ -159,6 +159,6 @@ async def test_lost_enterprise_load_is_not_resent_within_the_run(world: World) -
     world.advance(30)  # one spam window: the next run's first listing is a new request
     retry = ApplyOptions(timeout=APPLY_TIMEOUT, poll_interval=POLL_INTERVAL)
     plain = httpx.AsyncHTTPTransport()
-    _, report = await run_apply(_config(world, "farm", plain), None, retry)
+    _, report = await apply_accounts(_config(world, "farm", plain), None, retry)
     assert report.ok(), report.model_dump_json(indent=2)
     assert {m: r["loads"] for m, r in world.models("farm").items()} == {"first": 1, "second": 1}

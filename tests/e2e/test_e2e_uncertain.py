@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from reconciler.apply import ApplyOptions
-from reconciler.core.records import LedgerState
-from reconciler.engine import RunConfig, run_apply, run_plan
+from reconciler.core.ledger_entries import LedgerState
+from reconciler.engine import ApiAccess, apply_accounts, plan_accounts
 from reconciler.ledger.memory import MemorySession
 
 from .e2e_support import World, community_model, enterprise_model
@@ -22,7 +22,7 @@ READY = "model_ready"
 FAST = ApplyOptions(timeout=20.0, poll_interval=0.6)
 
 
-def _single_try(config: RunConfig) -> RunConfig:
+def _single_try(config: ApiAccess) -> ApiAccess:
     """The config with reads tried once, so that a failed listing reaches the engine."""
     return dataclasses.replace(
         config, settings=dataclasses.replace(config.settings, retry_attempts=1)
@@ -33,7 +33,9 @@ async def _first_apply(world: World, account: str, models: list[dict[str, str]])
     """Apply ``models`` plainly and return the ledger it leaves."""
     world.manifest(account, models)
     session = MemorySession()
-    _, report = await run_apply(_config(world, account, httpx.AsyncHTTPTransport()), session, FAST)
+    _, report = await apply_accounts(
+        _config(world, account, httpx.AsyncHTTPTransport()), session, FAST
+    )
     assert report.ok(), report.model_dump_json(indent=2)
     ledger = session.current_state()
     world.advance(30)  # a spam window: the next run's first listing is a new request
@@ -49,7 +51,7 @@ async def test_a_lost_enterprise_replace_is_not_recorded_as_applied(world: World
     transport = LoseFirstLoad(deliver=False)
 
     session = MemorySession(ledger)
-    _, report = await run_apply(_config(world, "farm", transport), session, FAST)
+    _, report = await apply_accounts(_config(world, "farm", transport), session, FAST)
     after = session.current_state()
 
     assert transport.lost == ["m"]
@@ -61,7 +63,7 @@ async def test_a_lost_enterprise_replace_is_not_recorded_as_applied(world: World
     assert after.entries("farm")["m"].spec["url"] == "org/v1"  # not the unconfirmed v2
     assert world.models("farm")["m"]["spec"]["url"] == "org/v1"
     world.advance(30)
-    replanned = await run_plan(_config(world, "farm", httpx.AsyncHTTPTransport()), after)
+    replanned = await plan_accounts(_config(world, "farm", httpx.AsyncHTTPTransport()), after)
     assert [c.action.value for c in replanned.plan.accounts[0].changes] == ["replace"]
 
 
@@ -74,7 +76,7 @@ async def test_a_landed_enterprise_replace_is_confirmed_by_the_listing(world: Wo
     transport = LoseFirstLoad(deliver=True)
 
     session = MemorySession(ledger)
-    _, report = await run_apply(_config(world, "farm", transport), session, FAST)
+    _, report = await apply_accounts(_config(world, "farm", transport), session, FAST)
     after = session.current_state()
 
     assert report.ok(), report.model_dump_json(indent=2)
@@ -119,7 +121,7 @@ async def test_a_load_is_not_resent_when_the_check_listing_fails(world: World) -
     transport = LoseLoadAnswerThenListings(blind=2)
     config = _single_try(_config(world, "studio", transport))
 
-    _, report = await run_apply(config, MemorySession(), FAST)
+    _, report = await apply_accounts(config, MemorySession(), FAST)
 
     assert report.ok(), report.model_dump_json(indent=2)
     assert world.models("studio")["m"]["loads"] == 1
@@ -152,7 +154,7 @@ async def test_failed_listings_while_waiting_do_not_abandon_the_account(world: W
     config = _single_try(_config(world, "farm", FailListings(good=1, bad=3)))
 
     session = MemorySession()
-    _, report = await run_apply(config, session, FAST)
+    _, report = await apply_accounts(config, session, FAST)
 
     assert report.ok(), report.model_dump_json(indent=2)
     assert world.statuses("farm") == {"a": READY, "b": READY}
@@ -174,7 +176,7 @@ async def test_a_failing_enterprise_load_frees_its_queue_place_after_the_grace(
     )
     options = ApplyOptions(timeout=8.0, poll_interval=0.6, load_grace=2.0)
 
-    _, report = await run_apply(
+    _, report = await apply_accounts(
         _config(world, "narrow-farm", httpx.AsyncHTTPTransport()), MemorySession(), options
     )
 
@@ -214,7 +216,9 @@ async def test_each_request_is_recorded_before_it_is_sent_and_as_it_is_accepted(
     world.manifest("farm", [enterprise_model("a"), enterprise_model("b")])
     session = MemorySession()
 
-    _, report = await run_apply(_config(world, "farm", httpx.AsyncHTTPTransport()), session, FAST)
+    _, report = await apply_accounts(
+        _config(world, "farm", httpx.AsyncHTTPTransport()), session, FAST
+    )
 
     assert report.ok(), report.model_dump_json(indent=2)
     steps = [

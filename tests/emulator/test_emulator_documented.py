@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.emulator import EmulatorState, assumptions, responses
+from reconciler.emulator import EmulatorState, assumptions, replies
 
 from .emulator_support import (
     COMMUNITY_KEY,
@@ -357,6 +357,6 @@ async def test_unknown_path_is_404_in_both_modes(client: httpx.AsyncClient) -> N
 def test_retry_after_counts_the_clients_real_seconds(
     emulated: float, time_scale: float, told: float
 ) -> None:
-    told_now = responses.real_seconds(emulated, time_scale)
+    told_now = replies.real_seconds(emulated, time_scale)
     assert told_now == told
     assert isinstance(told_now, int) == (time_scale == 1)

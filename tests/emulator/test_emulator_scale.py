@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 
 from reconciler.api.wire import GetAllModelsResponse, LoadedModel, PublicModel
-from reconciler.emulator import EmulatorState, handlers, responses
-from reconciler.emulator import assumptions as A
+from reconciler.emulator import EmulatorState, handlers, replies
+from reconciler.emulator import assumptions as assumed
 from reconciler.emulator.clock import to_datetime
 from reconciler.emulator.server import _listen
 
 from .emulator_support import COMMUNITY_KEY, ENTERPRISE_KEY, make_config
 
 WEEK = 7 * 24 * 3600.0
-STATUSES = (A.READY, A.FAILED, A.EVICTED, A.LOADING)
+STATUSES = (assumed.READY, assumed.FAILED, assumed.EVICTED, assumed.LOADING)
 
 
 def _state(**overrides: object) -> EmulatorState:
@@ -34,10 +34,10 @@ def _listing(state: EmulatorState) -> str:
 
 def _plain_listing(state: EmulatorState) -> str:
     """``model_list`` as built before the cache: every entry a fresh wire model."""
-    items = [PublicModel.model_validate(entry) for entry in A.CATALOGUE]
+    items = [PublicModel.model_validate(entry) for entry in assumed.CATALOGUE]
     records = state.accounts["studio"].models.values()
     items += [handlers._public(record) for record in records if record.loaded]
-    return responses.ok(items).text()
+    return replies.ok(items).text()
 
 
 def test_cached_listing_is_the_wire_models_text_as_statuses_change() -> None:
@@ -67,13 +67,13 @@ def test_due_loads_end_and_idle_models_are_evicted_once_each() -> None:
     state.clock.advance(60)
     state.advance()
     assert account.in_flight() == 0
-    assert {m.status for m in account.models.values()} == {A.READY}
+    assert {m.status for m in account.models.values()} == {assumed.READY}
     state.clock.advance(WEEK / 2)
     state.use_model("studio", "m0")  # restarts m0's idle time: its old deadline is stale
     state.clock.advance(WEEK / 2)
     state.advance()
     statuses = {m.model_id: m.status for m in account.models.values()}
-    assert statuses == {"m0": A.READY} | {f"m{i}": A.EVICTED for i in range(1, 5)}
+    assert statuses == {"m0": assumed.READY} | {f"m{i}": assumed.EVICTED for i in range(1, 5)}
     assert account.models["m1"].evicted_at == account.models["m1"].ready_at + WEEK  # type: ignore[operator]
 
 
@@ -85,7 +85,7 @@ def test_a_replaced_or_deleted_model_keeps_no_old_deadline() -> None:
     state.start_load(account, "m", {"url": "b"})  # the first load's end is stale
     state.clock.advance(31)
     state.advance()
-    assert account.models["m"].status == A.LOADING
+    assert account.models["m"].status == assumed.LOADING
     assert account.in_flight() == 1
     state.delete(account, "m")
     assert account.in_flight() == 0
@@ -101,7 +101,7 @@ def test_a_shorter_idle_setting_applies_to_models_already_idle() -> None:
     state.settings.idle_evict_seconds = 1800
     state.advance()
     record = state.accounts["studio"].models["m"]
-    assert record.status == A.EVICTED
+    assert record.status == assumed.EVICTED
     assert record.evicted_at == record.created_at + 1800
 
 
@@ -113,7 +113,7 @@ def test_restored_models_keep_their_deadlines(tmp_path: Path, status: str) -> No
     second = _state(state_file=path)
     second.clock.advance(WEEK + 120)
     second.advance()
-    assert second.accounts["studio"].models["m"].status == A.EVICTED
+    assert second.accounts["studio"].models["m"].status == assumed.EVICTED
     assert second.accounts["studio"].in_flight() == 0
 
 
@@ -131,13 +131,13 @@ def test_the_listening_socket_hands_out_connections_without_nagle() -> None:
 def _plain_all_models(state: EmulatorState) -> str:
     """``get_all_models`` as built before the cache: every entry a fresh wire model."""
     lists: dict[str, list[LoadedModel]] = {"models": [], "lora_models": [], "embeddings_models": []}
-    ready = [m for m in state.accounts["dedicated"].models.values() if m.status == A.READY]
+    ready = [m for m in state.accounts["dedicated"].models.values() if m.status == assumed.READY]
     for record in sorted(ready, key=lambda m: m.ready_at or 0.0):
-        side = A.ENTERPRISE_SIDE_LISTS.get(str(record.spec.get("model_type", "")), "models")
-        when = to_datetime(record.ready_at or record.created_at).strftime(A.LOAD_DATA_FORMAT)
+        side = assumed.ENTERPRISE_SIDE_LISTS.get(str(record.spec.get("model_type", "")), "models")
+        when = to_datetime(record.ready_at or record.created_at).strftime(assumed.LOAD_DATA_FORMAT)
         lists[side].append(LoadedModel(model_id=record.model_id, load_data=when))
     body = GetAllModelsResponse(status="success", **lists)
-    return responses.ok(body).text()
+    return replies.ok(body).text()
 
 
 def _all_models(state: EmulatorState) -> str:

@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from reconciler import cli
-from reconciler.core.records import Intent, LedgerEntry, LedgerState
+from reconciler.core.ledger_entries import Intent, LedgerEntry, LedgerState
 from reconciler.errors import LedgerError, LedgerLocked
 from reconciler.ledger import FolderLedger, default_ledger_path, open_ledger
 from reconciler.ledger.folder import first_error
@@ -126,7 +126,7 @@ def test_a_run_killed_mid_record_leaves_a_readable_ledger(ledger: FolderLedger) 
         f"""
         import anyio, sys
         from pathlib import Path
-        from reconciler.core.records import LedgerEntry
+        from reconciler.core.ledger_entries import LedgerEntry
         from reconciler.ledger import FolderLedger
 
         async def main():

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.core.live import Condition, LiveModel, LiveState
-from reconciler.core.records import LedgerEntry, LedgerState
 from reconciler.core.status import AccountStatus, status_rows
 from reconciler.manifest.models import ACCOUNT_ADAPTER, LoadedAccount
 from reconciler.render.status import write_status_json, write_status_text

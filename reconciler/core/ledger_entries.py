@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 #: ``pending`` marks an entry that holds only an intent: nothing was ever confirmed for it.
-Outcome = Literal["applied", "ready", "failed", "adopted", "deleted", "pending"]
+RecordedOutcome = Literal["applied", "ready", "failed", "adopted", "deleted", "pending"]
 
 #: The requests an intent can stand for.
 IntentAction = Literal["load", "reload", "replace", "delete"]
@@ -47,7 +47,7 @@ class LedgerEntry(BaseModel):
     spec_hash: str = Field(description="Hash of the load spec last sent (or adopted).")
     spec: dict[str, str] = Field(default_factory=dict, description="That spec, without key.")
     applied_at: str = Field(description="When, as an ISO 8601 UTC timestamp.")
-    outcome: Outcome = Field(description="What came of it.")
+    outcome: RecordedOutcome = Field(description="What came of it.")
     failures: int = Field(default=0, ge=0, description="Consecutive failed loads of this spec.")
     pending: Intent | None = Field(
         default=None, description="A request that may have been sent and is not confirmed."

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.api.wire import LoadWebhook
-from reconciler.emulator import assumptions as A
+from reconciler.emulator import assumptions as assumed
 from reconciler.emulator.clock import iso
 from reconciler.emulator.config import AccountConfig
 
@@ -37,7 +37,7 @@ class ModelRecord:
     @property
     def loaded(self) -> bool:
         """Whether the model is on the inference server (in any status but evicted)."""
-        return self.status != A.EVICTED
+        return self.status != assumed.EVICTED
 
     def as_state(self) -> dict[str, Any]:
         """The record as ``/_emulator/state`` shows it: ISO times, owned and loaded flags."""

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from reconciler.api.wire import ErrorBody
-from reconciler.emulator import assumptions as A
+from reconciler.emulator import assumptions as assumed
 from reconciler.emulator.config import ErrorMode
 
 Kind = Literal["ok", "validation", "invalid_key", "not_found", "rate_limited", "failed"]
@@ -40,7 +40,7 @@ class Reply:
 
     def status_code(self, mode: ErrorMode) -> int:
         """The HTTP status this answer travels with in ``mode``."""
-        return A.MODERN_STATUS[self.kind] if mode == "modern" else 200
+        return assumed.MODERN_STATUS[self.kind] if mode == "modern" else 200
 
     def text(self) -> str:
         """The body as the JSON text sent on the wire."""
@@ -92,7 +92,7 @@ def real_seconds(emulated: float, time_scale: float) -> float:
 
 def invalid_key() -> Reply:
     """The documented ``Invalid Api Key`` body with its ``tip``."""
-    return _error("invalid_key", message=A.INVALID_KEY, tip=A.INVALID_KEY_TIP)
+    return _error("invalid_key", message=assumed.INVALID_KEY, tip=assumed.INVALID_KEY_TIP)
 
 
 def validation_failed(fields: dict[str, list[str]]) -> Reply:
@@ -108,19 +108,19 @@ def not_found(message: str) -> Reply:
 def spam_limited(seconds_left: float, mode: ErrorMode, time_scale: float = 1.0) -> Reply:
     """The documented spam-filter body (``tips``); modern mode adds ``retry_after``."""
     retry = real_seconds(seconds_left, time_scale) if mode == "modern" else None
-    return _error("rate_limited", retry, message=A.SPAM_MESSAGE, tips=A.SPAM_TIPS)
+    return _error("rate_limited", retry, message=assumed.SPAM_MESSAGE, tips=assumed.SPAM_TIPS)
 
 
 def queue_limited(limit: int, time_scale: float = 1.0) -> Reply:
     """The documented queue-limit body, with ``retry_after`` in both modes."""
-    message = A.QUEUE_LIMIT_MESSAGE.format(limit=limit)
-    retry = real_seconds(A.QUEUE_RETRY_AFTER, time_scale)
+    message = assumed.QUEUE_LIMIT_MESSAGE.format(limit=limit)
+    retry = real_seconds(assumed.QUEUE_RETRY_AFTER, time_scale)
     return _error("rate_limited", retry, message=message)
 
 
 def failed_try_again() -> Reply:
     """The documented ``{"status":"failed","id":"","message":"Failed, Try Again","output":""}``."""
-    body = {"status": "failed", "id": "", "message": A.FAILED_TRY_AGAIN, "output": ""}
+    body = {"status": "failed", "id": "", "message": assumed.FAILED_TRY_AGAIN, "output": ""}
     return Reply(
         ErrorBody.model_validate(body).model_dump(mode="json", exclude_none=True), "failed"
     )
