@@ -211,7 +211,9 @@ def _kill_at_random(world: World, seed: int, ledger: Path) -> None:
     process.wait(timeout=30)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+#: Kill delays 0.44 s, 1.92 s and 1.32 s: early (first wave in flight), late (polling), between.
+#: (Seeds 3 and 4 gave 0.63 s and 0.62 s, the same point as each other; dropped for time.)
+@pytest.mark.parametrize("seed", [1, 2, 5])
 def test_a_run_killed_at_random_leaves_no_duplicate_load(world: World, seed: int) -> None:
     """After a SIGKILL anywhere, the next apply converges and no model is loaded twice: a load
     that may be in flight is re-observed, never sent again while the listing cannot rule it
