@@ -20,12 +20,17 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from reconciler.clock import SYSTEM_CLOCK, FakeClock
+from reconciler.emulator import create_app
+from reconciler.emulator.config import EmulatorConfig
+from reconciler.emulator.server import EmulatorHandle
 from reconciler.engine import RunConfig
 
 from ..e2e.e2e_support import World
@@ -86,3 +91,30 @@ def runs_in(
     with monkeypatch.context() as patch:
         patch.setattr(RunConfig, "__init__", with_world)
         yield
+
+
+@contextmanager
+def virtual_world(
+    config: EmulatorConfig,
+    root: Path,
+    capsys: pytest.CaptureFixture[str],
+    keys: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[VirtualWorld]:
+    """A :class:`VirtualWorld` on an emulator made from ``config``; no key in any output.
+
+    The fake clock's wall clock starts now, as the real-time world's does.
+    """
+    clock = FakeClock(utc_start=datetime.now(UTC))
+    app = create_app(config, real_clock=clock.now, real_sleep=clock.sleep)
+    transport = httpx.ASGITransport(app=app)
+    handle = EmulatorHandle(BASE_URL, CONTROL_URL, app, "127.0.0.1", 9)
+    world = VirtualWorld(
+        emulator=handle, root=root, capsys=capsys, keys=keys, clock=clock, transport=transport
+    )
+    try:
+        with runs_in(monkeypatch, transport, clock):
+            yield world
+    finally:
+        world.close()
+    world.assert_no_key_in_outputs()
