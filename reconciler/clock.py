@@ -12,9 +12,12 @@ the test asserts on is the schedule itself, not how long the machine took.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -36,6 +39,14 @@ class Clock(Protocol):
         """The wall-clock time as an aware UTC datetime: ledger stamps and plan timing."""
         ...
 
+    def fail_after(self, seconds: float) -> AbstractContextManager[anyio.CancelScope]:
+        """A scope cancelled after ``seconds``, raising ``TimeoutError``, like ``anyio.fail_after``.
+
+        A request's total timeout is one: on a fake clock a hung answer times out in virtual
+        time, as it would in real time, instead of waiting for a real timer.
+        """
+        ...
+
 
 class SystemClock:
     """The real clock: ``time.monotonic``, ``anyio.sleep``, ``datetime.now(UTC)``."""
@@ -49,6 +60,9 @@ class SystemClock:
     def utcnow(self) -> datetime:
         return datetime.now(UTC)
 
+    def fail_after(self, seconds: float) -> AbstractContextManager[anyio.CancelScope]:
+        return anyio.fail_after(seconds)
+
     def __repr__(self) -> str:
         return "SystemClock()"
 
@@ -57,6 +71,29 @@ SYSTEM_CLOCK = SystemClock()
 
 #: Where a :class:`FakeClock`'s wall clock starts unless told: a fixed, readable instant.
 FAKE_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+class _Wakeable(Protocol):
+    """What waits in a :class:`FakeClock`'s queue: a sleeper's event, or a timeout's alarm."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+
+class _Alarm:
+    """The timer of :meth:`FakeClock.fail_after`: when its instant comes, it cancels a scope."""
+
+    def __init__(self, scope: anyio.CancelScope) -> None:
+        self._scope = scope
+        self._fired = False
+
+    def set(self) -> None:
+        self._fired = True
+        self._scope.cancel()
+
+    def is_set(self) -> bool:
+        return self._fired
 
 
 class FakeClock:
@@ -81,9 +118,11 @@ class FakeClock:
         self._start = start
         self._utc_start = utc_start
         self._order = itertools.count()
-        # (wake-up, arrival, event): a heap, earliest wake-up first
-        self._sleepers: list[tuple[float, int, anyio.Event]] = []
-        self._checking = False
+        # (wake-up, arrival, event or alarm): a heap, earliest wake-up first
+        self._sleepers: list[tuple[float, int, _Wakeable]] = []
+        # the loop a jump check is queued on: a check queued on a loop that ended (one clock
+        # serves several ``anyio.run`` in turn, like CLI commands) must not block the next
+        self._checking: asyncio.AbstractEventLoop | None = None
 
     def now(self) -> float:
         return self._now
@@ -122,10 +161,36 @@ class FakeClock:
                 self._sleepers.remove(entry)
                 heapq.heapify(self._sleepers)
 
+    @contextlib.contextmanager
+    def fail_after(self, seconds: float) -> Iterator[anyio.CancelScope]:
+        """Cancel the block once ``seconds`` of virtual time pass, and raise ``TimeoutError``.
+
+        The alarm waits in the queue of sleepers: time jumps to it only when every task is
+        idle, so a block that keeps working is never cut short by a jump.
+        """
+        with anyio.CancelScope() as scope:
+            alarm = _Alarm(scope)
+            entry: tuple[float, int, _Wakeable] = (
+                self._now + max(0.0, seconds),
+                next(self._order),
+                alarm,
+            )
+            heapq.heappush(self._sleepers, entry)
+            self._check_soon()
+            try:
+                yield scope
+            finally:
+                if not alarm.is_set():
+                    self._sleepers.remove(entry)
+                    heapq.heapify(self._sleepers)
+        if alarm.is_set() and scope.cancelled_caught:
+            raise TimeoutError
+
     def _check_soon(self) -> None:
-        if not self._checking:
-            self._checking = True
-            asyncio.get_running_loop().call_soon(self._jump_if_idle)
+        loop = asyncio.get_running_loop()
+        if self._checking is not loop:
+            self._checking = loop
+            loop.call_soon(self._jump_if_idle)
 
     def _jump_if_idle(self) -> None:
         """Runs as a loop callback: jump to the next wake-up if nothing else is ready.
@@ -133,7 +198,7 @@ class FakeClock:
         The callback was queued before the loop's last poll for I/O, whose callbacks come
         after it in the queue: an empty queue here means no task and no I/O is ready.
         """
-        self._checking = False
+        self._checking = None
         if not self._sleepers:
             return
         loop = asyncio.get_running_loop()

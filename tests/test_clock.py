@@ -76,3 +76,50 @@ async def test_the_system_clock_is_monotonic_and_aware() -> None:
     await clock.sleep(0)
     assert clock.now() >= before
     assert clock.utcnow().tzinfo is not None
+
+
+async def test_fail_after_times_a_stuck_block_out_at_its_virtual_instant() -> None:
+    """A block waiting longer than its timeout is cancelled at the timeout, in virtual time,
+    and raises ``TimeoutError`` like ``anyio.fail_after``; a sleeper due earlier wakes first."""
+    clock = Fake(start=0.0)
+    woke: list[float] = []
+
+    async def early() -> None:
+        await clock.sleep(2.0)
+        woke.append(clock.now())
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(early)
+        with pytest.raises(TimeoutError), clock.fail_after(5.0):
+            await clock.sleep(60.0)
+        woke.append(clock.now())
+    assert woke == [2.0, 5.0]
+    assert clock.sleepers == 0
+
+
+async def test_fail_after_leaves_a_block_done_in_time_alone() -> None:
+    clock = Fake(start=0.0)
+    with clock.fail_after(5.0) as scope:
+        await clock.sleep(1.0)
+    assert not scope.cancelled_caught
+    assert clock.sleepers == 0  # the alarm left the queue: time does not jump to it
+    await clock.sleep(0.5)
+    assert clock.now() == 1.5
+
+
+async def test_the_system_clock_fails_after_in_real_time() -> None:
+    with pytest.raises(TimeoutError), SystemClock().fail_after(0.01):
+        await anyio.sleep(1.0)
+
+
+def test_one_fake_clock_serves_event_loops_in_turn() -> None:
+    """CLI commands each run their own event loop on one test clock: a jump check queued on
+    a loop that has ended does not block the next loop's sleepers."""
+    clock = Fake(start=0.0)
+
+    async def nap() -> None:
+        await clock.sleep(3.0)
+
+    for _ in range(3):
+        anyio.run(nap)
+    assert clock.now() == 9.0

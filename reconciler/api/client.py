@@ -504,8 +504,9 @@ class ApiClient:
         self._requests_sent += 1
         try:
             # A total cap, body included: httpx times each phase (and each read) alone, so a
-            # trickling body would otherwise never time out.
-            with anyio.fail_after(timeout):
+            # trickling body would otherwise never time out. On the run's clock: a fake one
+            # times a hung answer out in virtual time.
+            with self.clock.fail_after(timeout):
                 async with http.stream("POST", url, json=payload) as response:
                     body = await _read_body(response, where, self.settings.max_body_bytes)
         except (httpx.RequestError, TimeoutError) as exc:

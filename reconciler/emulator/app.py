@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -42,18 +42,23 @@ _HANG_POLL = 0.05
 
 
 def create_app(
-    config: EmulatorConfig, real_clock: Callable[[], float] = time.monotonic
+    config: EmulatorConfig,
+    real_clock: Callable[[], float] = time.monotonic,
+    real_sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
 ) -> Starlette:
     """A new emulator; its state is ``app.state.emulator`` (an :class:`EmulatorState`).
 
-    ``real_clock`` is the time the emulated clock scales: a test that runs the client on a
-    fake clock passes that clock's ``now``, so both sides of the API share one time.
+    ``real_clock`` is the time the emulated clock scales, and ``real_sleep`` how injected
+    latency and hung answers wait: a test that runs the client on a fake clock passes that
+    clock's ``now`` and ``sleep``, so both sides of the API share one time (a hung answer is
+    held, and timed out by the client, in virtual time).
     """
     state = EmulatorState(config, real_clock)
     webhooks = WebhookSender(state.webhook_log)
+    clock = _RealTime(real_clock, real_sleep)
 
     async def api(request: Request) -> Response:
-        return await _serve_api(request, state, webhooks)
+        return await _serve_api(request, state, webhooks, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -73,6 +78,14 @@ def create_app(
     return app
 
 
+class _RealTime:
+    """The real time the emulator waits in: latency and hung answers (injectable for tests)."""
+
+    def __init__(self, now: Callable[[], float], sleep: Callable[[float], Awaitable[None]]) -> None:
+        self.now = now
+        self.sleep = sleep
+
+
 async def _tick(state: EmulatorState, webhooks: WebhookSender) -> None:
     while True:
         await anyio.sleep(state.settings.tick_seconds)
@@ -80,7 +93,9 @@ async def _tick(state: EmulatorState, webhooks: WebhookSender) -> None:
         webhooks.send(state.take_webhooks())
 
 
-async def _serve_api(request: Request, state: EmulatorState, webhooks: WebhookSender) -> Response:
+async def _serve_api(
+    request: Request, state: EmulatorState, webhooks: WebhookSender, clock: _RealTime
+) -> Response:
     endpoint = request.path_params["path"]
     state.counters.count(endpoint)
     target = ENDPOINTS.get(endpoint)
@@ -88,7 +103,7 @@ async def _serve_api(request: Request, state: EmulatorState, webhooks: WebhookSe
         return JSONResponse(assumed.UNKNOWN_PATH, 404)
     fault = state.faults.draw()
     if state.faults.settings.latency_ms:
-        await anyio.sleep(state.faults.settings.latency_ms / 1000)
+        await clock.sleep(state.faults.settings.latency_ms / 1000)
     if fault.kind is FaultKind.ERROR:
         return JSONResponse(error_body(fault.error_code), fault.error_code)
     if fault.kind is FaultKind.FAILED:
@@ -98,7 +113,7 @@ async def _serve_api(request: Request, state: EmulatorState, webhooks: WebhookSe
     reply = _process(state, endpoint, target, request.headers.get("content-type", ""), raw)
     webhooks.send(state.take_webhooks())
     if fault.kind is FaultKind.HANG:
-        await _hold(request, state.settings.hang_seconds)
+        await _hold(request, state.settings.hang_seconds, clock)
     if fault.kind is FaultKind.MALFORMED:
         text, media_type = malformed_text(fault, reply.text())
         return Response(text, 200, media_type=media_type)
@@ -134,8 +149,8 @@ def _json_object(content_type: str, raw: bytes) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-async def _hold(request: Request, seconds: float) -> None:
+async def _hold(request: Request, seconds: float, clock: _RealTime) -> None:
     """Keep a hung answer back until the client gives up, ``seconds`` pass, or shutdown."""
-    with anyio.move_on_after(seconds):
-        while not await request.is_disconnected():
-            await anyio.sleep(_HANG_POLL)
+    end = clock.now() + seconds
+    while (left := end - clock.now()) > 0 and not await request.is_disconnected():
+        await clock.sleep(min(_HANG_POLL, left))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .e2e_support import (
+from ..e2e.e2e_support import (
     EIGHT_DAYS,
     World,
     account_report,

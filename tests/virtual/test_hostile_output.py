@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.emulator.config import EmulatorConfig
-from reconciler.emulator.server import running_emulator
 
-from .e2e_support import TIME_SCALE, World, community_model, enterprise_model
+from ..e2e.e2e_support import TIME_SCALE, World, community_model, enterprise_model
+from .virtual_support import virtual_world
 
 HOSTILE_IDS = (
     "a\n::error title=x::injected",
@@ -82,10 +82,8 @@ def hostile(
         time_scale=TIME_SCALE,
         seed=7,
     )
-    with running_emulator(config) as emulator:
-        world = World(emulator, tmp_path, capsys, keys)
+    with virtual_world(config, tmp_path, capsys, keys, monkeypatch) as world:
         yield world
-    world.assert_no_key_in_outputs()
     for text in world.outputs:
         assert_harmless(text)
 

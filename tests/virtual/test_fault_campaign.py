@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.ledger import FolderLedger
 
-from .e2e_support import LOAD_ENDPOINTS, World, community_model, enterprise_model
+from ..e2e.e2e_support import LOAD_ENDPOINTS, World, community_model, enterprise_model
 
 READY = "model_ready"
 MODELS = 5

@@ -25,9 +25,16 @@ import pytest
 
 from reconciler.render.comment import read_marker
 
-from .e2e_support import APPLY_TIMEOUT, EIGHT_DAYS, POLL_INTERVAL, Result, World, community_model
-from .github_fake import REPO, GitHubState, running_github
-from .test_e2e_ledger import branch_files, commit_manifests, fresh_clone, git, origin
+from ..e2e.e2e_support import (
+    APPLY_TIMEOUT,
+    EIGHT_DAYS,
+    POLL_INTERVAL,
+    Result,
+    World,
+    community_model,
+)
+from ..e2e.github_fake import REPO, GitHubState, running_github
+from ..e2e.test_e2e_ledger import branch_files, commit_manifests, fresh_clone, git, origin
 
 
 @dataclass

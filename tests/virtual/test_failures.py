@@ -13,17 +13,17 @@ from reconciler.apply import ApplyOptions
 from reconciler.engine import ApiAccess, apply_accounts
 from reconciler.manifest.loader import load_manifests
 
-from .e2e_support import (
+from ..e2e.e2e_support import (
     APPLY_TIMEOUT,
     CLIENT_SPAM_WINDOW,
     POLL_INTERVAL,
-    World,
     account_report,
     actions,
     community_model,
     enterprise_model,
     items,
 )
+from .virtual_support import VirtualWorld as World
 
 READY = "model_ready"
 
@@ -60,15 +60,15 @@ def test_failing_url_fails_its_item_and_the_rest_converges(world: World) -> None
 
 
 class LoseFirstLoad(httpx.AsyncBaseTransport):
-    """Real HTTP to the emulator, except that the first load's answer never comes back.
+    """The emulator over ``inner``, except that the first load's answer never comes back.
 
     With ``deliver`` the request reaches the server (the load starts) and only the answer is
     lost; without it, the request is lost on the way (nothing starts). Either way the client
     sees a read timeout after sending.
     """
 
-    def __init__(self, *, deliver: bool) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, deliver: bool) -> None:
+        self._inner = inner
         self._deliver = deliver
         self.lost: list[str] = []
 
@@ -87,7 +87,8 @@ class LoseFirstLoad(httpx.AsyncBaseTransport):
 
 
 def _config(world: World, account: str, transport: httpx.AsyncBaseTransport) -> ApiAccess:
-    """The engine's configuration for one account of the world, over ``transport``."""
+    """The engine's configuration for one account of the world, over ``transport``, on the
+    world's clock."""
     return ApiAccess(
         accounts=load_manifests([str(world.manifests)]),
         environ={"MODELSLAB_E2E_KEY_" + account.upper().replace("-", "_"): world.keys[account]},
@@ -99,6 +100,7 @@ def _config(world: World, account: str, transport: httpx.AsyncBaseTransport) -> 
             retry_wait_max=0.5,
         ),
         transport=transport,
+        clock=world.clock,
     )
 
 
@@ -119,7 +121,7 @@ async def test_lost_load_answer_is_reobserved_not_resent(
     """
     model = community_model if account == "studio" else enterprise_model
     world.manifest(account, [model("first"), model("second")])
-    transport = LoseFirstLoad(deliver=deliver)
+    transport = LoseFirstLoad(world.transport, deliver=deliver)
     options = ApplyOptions(timeout=APPLY_TIMEOUT, poll_interval=POLL_INTERVAL)
 
     run, report = await apply_accounts(_config(world, account, transport), None, options)
@@ -141,7 +143,7 @@ async def test_lost_enterprise_load_is_not_resent_within_the_run(world: World) -
     resend it (no duplicate is possible), reports it unconfirmed, leaves the ledger as it was,
     and the next run loads it."""
     world.manifest("farm", [enterprise_model("first"), enterprise_model("second")])
-    transport = LoseFirstLoad(deliver=False)
+    transport = LoseFirstLoad(world.transport, deliver=False)
     short = ApplyOptions(timeout=3.0, poll_interval=POLL_INTERVAL)
 
     _, report = await apply_accounts(_config(world, "farm", transport), None, short)
@@ -158,7 +160,6 @@ async def test_lost_enterprise_load_is_not_resent_within_the_run(world: World) -
 
     world.advance(30)  # one spam window: the next run's first listing is a new request
     retry = ApplyOptions(timeout=APPLY_TIMEOUT, poll_interval=POLL_INTERVAL)
-    plain = httpx.AsyncHTTPTransport()
-    _, report = await apply_accounts(_config(world, "farm", plain), None, retry)
+    _, report = await apply_accounts(_config(world, "farm", world.transport), None, retry)
     assert report.ok(), report.model_dump_json(indent=2)
     assert {m: r["loads"] for m, r in world.models("farm").items()} == {"first": 1, "second": 1}

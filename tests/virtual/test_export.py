@@ -15,8 +15,8 @@ import yaml
 
 from reconciler.manifest.models import PLACEHOLDER_MARKER
 
-from .e2e_support import ACCOUNTS, World, actions, changes, community_model, enterprise_model
-from .test_e2e_ledger import branch_files, commit_manifests, fresh_clone, origin
+from ..e2e.e2e_support import ACCOUNTS, World, actions, changes, community_model, enterprise_model
+from ..e2e.test_e2e_ledger import branch_files, commit_manifests, fresh_clone, origin
 
 __all__ = ["origin"]  # the git fixture, shared with the ledger's tests
 

@@ -15,8 +15,9 @@ from reconciler.core.ledger_entries import LedgerState
 from reconciler.engine import ApiAccess, apply_accounts, plan_accounts
 from reconciler.ledger.memory import MemorySession
 
-from .e2e_support import World, community_model, enterprise_model
-from .test_e2e_failures import LoseFirstLoad, _config
+from ..e2e.e2e_support import community_model, enterprise_model
+from .test_failures import LoseFirstLoad, _config
+from .virtual_support import VirtualWorld as World
 
 READY = "model_ready"
 FAST = ApplyOptions(timeout=20.0, poll_interval=0.6)
@@ -33,9 +34,7 @@ async def _first_apply(world: World, account: str, models: list[dict[str, str]])
     """Apply ``models`` plainly and return the ledger it leaves."""
     world.manifest(account, models)
     session = MemorySession()
-    _, report = await apply_accounts(
-        _config(world, account, httpx.AsyncHTTPTransport()), session, FAST
-    )
+    _, report = await apply_accounts(_config(world, account, world.transport), session, FAST)
     assert report.ok(), report.model_dump_json(indent=2)
     ledger = session.current_state()
     world.advance(30)  # a spam window: the next run's first listing is a new request
@@ -48,7 +47,7 @@ async def test_a_lost_enterprise_replace_is_not_recorded_as_applied(world: World
     unconfirmed, the ledger keeps the old spec, and the next plan replaces again."""
     ledger = await _first_apply(world, "farm", [enterprise_model("m", url="org/v1")])
     world.manifest("farm", [enterprise_model("m", url="org/v2")])
-    transport = LoseFirstLoad(deliver=False)
+    transport = LoseFirstLoad(world.transport, deliver=False)
 
     session = MemorySession(ledger)
     _, report = await apply_accounts(_config(world, "farm", transport), session, FAST)
@@ -63,7 +62,7 @@ async def test_a_lost_enterprise_replace_is_not_recorded_as_applied(world: World
     assert after.entries("farm")["m"].spec["url"] == "org/v1"  # not the unconfirmed v2
     assert world.models("farm")["m"]["spec"]["url"] == "org/v1"
     world.advance(30)
-    replanned = await plan_accounts(_config(world, "farm", httpx.AsyncHTTPTransport()), after)
+    replanned = await plan_accounts(_config(world, "farm", world.transport), after)
     assert [c.action.value for c in replanned.plan.accounts[0].changes] == ["replace"]
 
 
@@ -73,7 +72,7 @@ async def test_a_landed_enterprise_replace_is_confirmed_by_the_listing(world: Wo
     loads, which proves it; the run waits for it and records the new spec."""
     ledger = await _first_apply(world, "farm", [enterprise_model("m", url="org/v1")])
     world.manifest("farm", [enterprise_model("m", url="org/v2")])
-    transport = LoseFirstLoad(deliver=True)
+    transport = LoseFirstLoad(world.transport, deliver=True)
 
     session = MemorySession(ledger)
     _, report = await apply_accounts(_config(world, "farm", transport), session, FAST)
@@ -88,8 +87,8 @@ async def test_a_landed_enterprise_replace_is_confirmed_by_the_listing(world: Wo
 class LoseLoadAnswerThenListings(httpx.AsyncBaseTransport):
     """The first load lands but its answer is lost, and the next ``blind`` listings fail."""
 
-    def __init__(self, blind: int) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
+    def __init__(self, inner: httpx.AsyncBaseTransport, blind: int) -> None:
+        self._inner = inner
         self._blind = blind
         self.lost = False
 
@@ -118,7 +117,7 @@ async def test_a_load_is_not_resent_when_the_check_listing_fails(world: World) -
         "studio",
         [community_model("m")],
     )
-    transport = LoseLoadAnswerThenListings(blind=2)
+    transport = LoseLoadAnswerThenListings(world.transport, blind=2)
     config = _single_try(_config(world, "studio", transport))
 
     _, report = await apply_accounts(config, MemorySession(), FAST)
@@ -131,8 +130,8 @@ async def test_a_load_is_not_resent_when_the_check_listing_fails(world: World) -
 class FailListings(httpx.AsyncBaseTransport):
     """Every listing after the first ``good`` ones fails ``bad`` times, then recovers."""
 
-    def __init__(self, good: int, bad: int) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
+    def __init__(self, inner: httpx.AsyncBaseTransport, good: int, bad: int) -> None:
+        self._inner = inner
         self._good, self._bad = good, bad
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -151,7 +150,7 @@ class FailListings(httpx.AsyncBaseTransport):
 @pytest.mark.anyio
 async def test_failed_listings_while_waiting_do_not_abandon_the_account(world: World) -> None:
     world.manifest("farm", [enterprise_model("a"), enterprise_model("b")])
-    config = _single_try(_config(world, "farm", FailListings(good=1, bad=3)))
+    config = _single_try(_config(world, "farm", FailListings(world.transport, good=1, bad=3)))
 
     session = MemorySession()
     _, report = await apply_accounts(config, session, FAST)
@@ -177,7 +176,7 @@ async def test_a_failing_enterprise_load_frees_its_queue_place_after_the_grace(
     options = ApplyOptions(timeout=8.0, poll_interval=0.6, load_grace=2.0)
 
     _, report = await apply_accounts(
-        _config(world, "narrow-farm", httpx.AsyncHTTPTransport()), MemorySession(), options
+        _config(world, "narrow-farm", world.transport), MemorySession(), options
     )
 
     assert world.statuses("narrow-farm") == {"a-broken": "model_failed", "b-good": READY}
@@ -216,9 +215,7 @@ async def test_each_request_is_recorded_before_it_is_sent_and_as_it_is_accepted(
     world.manifest("farm", [enterprise_model("a"), enterprise_model("b")])
     session = MemorySession()
 
-    _, report = await apply_accounts(
-        _config(world, "farm", httpx.AsyncHTTPTransport()), session, FAST
-    )
+    _, report = await apply_accounts(_config(world, "farm", world.transport), session, FAST)
 
     assert report.ok(), report.model_dump_json(indent=2)
     steps = [

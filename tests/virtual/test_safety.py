@@ -7,7 +7,7 @@ import os
 
 from reconciler.ledger.folder import FolderLedger
 
-from .e2e_support import (
+from ..e2e.e2e_support import (
     World,
     absent,
     account_report,

@@ -2,22 +2,22 @@
 anything else stops the run with exit 1 before a request is sent. ``--auto-approve`` skips
 the question, and without a terminal (CI, cron, pipes) apply proceeds as it always did.
 
-The terminal is a real pseudo-terminal: ``python -m reconciler`` runs with the pty as its
-standard input, and the test types the answer into the pty's other end.
+The terminal is a real pseudo-terminal: the command (in-process, on virtual time) runs with
+the pty as its standard input, and the test types the answer into the pty's other end. That
+``python -m reconciler`` is the same command is ``tests/e2e/test_e2e_entrypoints.py``'s job.
 """
 
 from __future__ import annotations
 
 import os
 import pty
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from .e2e_support import APPLY_TIMEOUT, POLL_INTERVAL, SPAM_WINDOW, World, community_model
+from ..e2e.e2e_support import Result, World, community_model
 
 QUESTION = "Apply these changes to 1 account? Only 'yes' is accepted:"
 LOADS = "v3/load_model"
@@ -34,48 +34,28 @@ def terminal() -> Iterator[tuple[int, int]]:
         os.close(tty)
 
 
-def apply_on_terminal(
-    world: World, answer: str | None, *extra: str
-) -> subprocess.CompletedProcess[str]:
-    """``python -m reconciler apply`` with a terminal as stdin; ``answer`` typed into it (and
-    then end-of-file, so that a command that asks again would not hang)."""
-    world.advance(SPAM_WINDOW)
+def apply_on_terminal(world: World, answer: str | None, *extra: str) -> Result:
+    """``reconciler apply`` with a terminal as stdin; ``answer`` typed into it (and then
+    end-of-file, so that a command that asks again would not hang)."""
     with terminal() as (typed, tty):
         if answer is not None:
             os.write(typed, answer.encode() + b"\n")
         os.write(typed, b"\x04")  # Ctrl-D: end of input on a terminal
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "reconciler",
-                *world.global_args,
-                "apply",
-                str(world.manifests),
-                "--ledger",
-                str(world.ledger),
-                "--poll-interval",
-                str(POLL_INTERVAL),
-                "--timeout",
-                str(APPLY_TIMEOUT),
-                *extra,
-            ],
-            stdin=tty,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=dict(os.environ),
-            check=False,
-        )
+        with (
+            open(tty, encoding="utf-8", closefd=False) as stdin,
+            pytest.MonkeyPatch.context() as patch,
+        ):
+            patch.setattr(sys, "stdin", stdin)
+            return world.apply(*extra)
 
 
 def test_yes_applies_after_showing_the_plan(world: World) -> None:
     world.manifest("studio", [community_model("analog")])
     result = apply_on_terminal(world, "yes")
-    assert result.returncode == 0, result.stdout + result.stderr
-    plan_at = result.stdout.index("+ load")
-    assert result.stdout.index(QUESTION) > plan_at  # the plan first, then the question
-    assert "Apply complete: 1 account converged." in result.stdout
+    assert result.code == 0, result.out + result.err
+    plan_at = result.out.index("+ load")
+    assert result.out.index(QUESTION) > plan_at  # the plan first, then the question
+    assert "Apply complete: 1 account converged." in result.out
     assert world.statuses("studio") == {"analog": "model_ready"}
 
 
@@ -83,9 +63,9 @@ def test_yes_applies_after_showing_the_plan(world: World) -> None:
 def test_anything_but_yes_sends_nothing(world: World, answer: str | None) -> None:
     world.manifest("studio", [community_model("analog")])
     result = apply_on_terminal(world, answer)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert QUESTION in result.stdout
-    assert "error: apply cancelled: the answer was not 'yes'; nothing was sent" in result.stderr
+    assert result.code == 1, result.out + result.err
+    assert QUESTION in result.out
+    assert "error: apply cancelled: the answer was not 'yes'; nothing was sent" in result.err
     assert world.mutations() == {}
     assert world.statuses("studio") == {}
 
@@ -93,25 +73,25 @@ def test_anything_but_yes_sends_nothing(world: World, answer: str | None) -> Non
 def test_auto_approve_does_not_ask(world: World) -> None:
     world.manifest("studio", [community_model("analog")])
     result = apply_on_terminal(world, None, "--auto-approve")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Only 'yes'" not in result.stdout + result.stderr
+    assert result.code == 0, result.out + result.err
+    assert "Only 'yes'" not in result.out + result.err
     assert world.count(LOADS) == 1
 
 
 def test_json_output_asks_on_stderr_and_keeps_stdout_a_document(world: World) -> None:
     world.manifest("studio", [community_model("analog")])
     result = apply_on_terminal(world, "yes", "-o", "json")
-    assert result.returncode == 0, result.stderr
-    assert QUESTION in result.stderr
-    assert "+ load" in result.stderr
-    assert result.stdout.startswith("{")
+    assert result.code == 0, result.err
+    assert QUESTION in result.err
+    assert "+ load" in result.err
+    assert result.out.startswith("{")
 
 
 def test_nothing_to_send_asks_nothing(world: World) -> None:
     world.manifest("studio", [])
     result = apply_on_terminal(world, None)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Only 'yes'" not in result.stdout
+    assert result.code == 0, result.out + result.err
+    assert "Only 'yes'" not in result.out
 
 
 def test_without_a_terminal_apply_does_not_ask(world: World) -> None:
@@ -127,5 +107,5 @@ def test_a_saved_plan_was_reviewed_and_is_not_asked_about(world: World) -> None:
     plan_file = world.root / "plan.json"
     assert world.plan("--out", str(plan_file)).code == 0
     result = apply_on_terminal(world, None, str(plan_file))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Only 'yes'" not in result.stdout
+    assert result.code == 0, result.out + result.err
+    assert "Only 'yes'" not in result.out
