@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+
+from reconciler.api import secret
 
 ManifestTree = Callable[[Mapping[str, str]], Path]
 
@@ -54,3 +56,16 @@ def _crash_logs_stay_in_a_temporary_cache(
 ) -> None:
     """A test that provokes a bug writes its crash log under pytest's temporary folder."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _keys_of_this_test_only() -> Iterator[None]:
+    """Each test masks only its own keys.
+
+    Every API key alive in the process is masked in error lines and logs (see
+    ``reconciler.api.secret.redact``): right for a run, which holds only its accounts' keys. The
+    suite runs many tests per process, and a short test key (``"k"``) kept alive by a cycle
+    the collector has not reached yet would mask every ``k`` of a later test's output.
+    """
+    yield
+    secret._LIVE_KEYS.clear()
