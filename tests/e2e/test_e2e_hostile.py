@@ -320,7 +320,7 @@ def test_a_plan_while_an_apply_polls_the_same_account_succeeds(world: World, mod
     window, waits exactly ``retry_after`` (modern) or probes a fraction of the window (legacy)
     and lands in the opening. Every plan succeeds, and the apply still converges.
     """
-    world.control("settings", {"error_mode": mode, "load_seconds": 420})  # 7 s real
+    world.control("settings", {"error_mode": mode, "load_seconds": 240})  # 4 s real
     world.manifest("studio", [community_model("slow")])
     world.advance(SPAM_WINDOW)
     apply = subprocess.Popen(
@@ -347,7 +347,7 @@ def test_a_plan_while_an_apply_polls_the_same_account_succeeds(world: World, mod
         while world.count(wire.LOAD_MODEL, "studio") == 0:  # apply is now polling
             assert apply.poll() is None, apply.communicate()
             threading.Event().wait(0.05)
-        plans = [plan_now(world) for _ in range(4)]
+        plans = [plan_now(world) for _ in range(3)]
         out, err = apply.communicate(timeout=NEVER_ENDED)
     finally:
         apply.kill()
