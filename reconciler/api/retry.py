@@ -23,8 +23,10 @@ wait first and judges that very wait against the deadline, so there is no formul
 
 from __future__ import annotations
 
+import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from reconciler.api.responses import Where, unusable_url_cause
@@ -39,6 +41,8 @@ from reconciler.errors import (
     TransientError,
 )
 
+log = logging.getLogger("reconciler.api.retry")
+
 A = TypeVar("A")
 
 #: What a policy says of a failure: ``False`` = raise it, ``True`` = retry after the
@@ -51,6 +55,24 @@ Policy = Callable[[Exception], Verdict]
 #: about to open, a probe) still lands inside the opening another run leaves between polls.
 RATE_LIMIT_JITTER = 1.0
 RATE_LIMIT_JITTER_SHARE = 0.05
+
+_waits_skipped = False
+
+
+@contextmanager
+def waits_skipped(skip: bool = True) -> Iterator[None]:
+    """For tests of the client's answers on real time: retry at once instead of waiting.
+
+    Each wait is still chosen, counted and judged against the deadlines as if it had been
+    slept; only the sleep itself is left out (the clock does not move for it). A test that
+    checks the waits themselves runs with ``waits_skipped(False)``, or on a ``FakeClock``.
+    """
+    global _waits_skipped
+    before, _waits_skipped = _waits_skipped, skip
+    try:
+        yield
+    finally:
+        _waits_skipped = before
 
 
 def read_backoff(exc: Exception) -> Verdict:
@@ -143,7 +165,15 @@ async def retrying(
                 raise
         else:
             return result
-        await clock.sleep(wait)
+        log.debug(
+            "%s POST %s: %s, attempt %d; retrying in %.1fs",
+            where.account,
+            where.endpoint,
+            type(last).__name__,
+            attempts,
+            wait,
+        )
+        await clock.sleep(0.0 if _waits_skipped else wait)
     if isinstance(last, ApiUnreachable):
         raise _gave_up(last, attempts, clock.now() - started) from last.__cause__
     if last is not None:
