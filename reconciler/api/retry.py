@@ -27,6 +27,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 from reconciler.api.responses import Where, unusable_url_cause
@@ -112,6 +113,39 @@ def backoff(settings: ClientSettings, attempt: int) -> float:
     return min(settings.retry_wait_max, exponential + jitter)
 
 
+@dataclass
+class _Budget:
+    """What one call may still spend: failures, refusals, and time until its deadlines."""
+
+    settings: ClientSettings
+    clock: Clock
+    deadline_at: float  # no retry starts after this instant of the clock
+    unreachable_at: float  # nor, after a transport error, after this one
+    attempts: int = 0
+    failures: int = 0
+    refusals: int = 0
+
+    def wait_after(self, exc: ApiError, policy: Policy) -> float | None:
+        """Seconds to wait before retrying after ``exc``, or ``None``: the call gives up."""
+        self.attempts += 1
+        verdict = policy(exc)
+        if verdict is False:
+            return None
+        if isinstance(exc, RateLimited):
+            self.refusals += 1
+            if self.refusals > self.settings.rate_limited_attempts:
+                return None
+        else:
+            self.failures += 1
+            if self.failures >= self.settings.retry_attempts:
+                return None
+        wait = backoff(self.settings, self.attempts) if verdict is True else float(verdict)
+        until = self.deadline_at
+        if isinstance(exc, ApiUnreachable):
+            until = min(until, self.unreachable_at)
+        return wait if self.clock.now() + wait <= until else None
+
+
 async def retrying(
     policy: Policy,
     call: Callable[[float], Awaitable[A]],
@@ -133,49 +167,33 @@ async def retrying(
     deadline_at = started + settings.deadline
     if deadline is not None:
         deadline_at = min(deadline_at, deadline)
-    unreachable_at = started + settings.unreachable_deadline
-    attempts = failures = refusals = 0
+    budget = _Budget(settings, clock, deadline_at, started + settings.unreachable_deadline)
     last: ApiError | None = None
     while True:
         try:
-            result = await call(deadline_at)
+            return await call(deadline_at)
         except PastDeadline as exc:
             held = exc.wait
             break
         except ApiError as exc:
-            attempts += 1
             last = exc
-            verdict = policy(exc)
-            if isinstance(exc, RateLimited):
-                refusals += verdict is not False
-            else:
-                failures += verdict is not False
-            until = deadline_at
-            if isinstance(exc, ApiUnreachable):
-                until = min(deadline_at, unreachable_at)
-            wait = backoff(settings, attempts) if verdict is True else float(verdict)
-            if (
-                verdict is False
-                or failures >= settings.retry_attempts
-                or refusals > settings.rate_limited_attempts
-                or clock.now() + wait > until
-            ):
+            wait = budget.wait_after(exc, policy)
+            if wait is None:
                 if isinstance(exc, ApiUnreachable):
-                    raise _gave_up(exc, attempts, clock.now() - started) from exc.__cause__
+                    elapsed = clock.now() - started
+                    raise _gave_up(exc, budget.attempts, elapsed) from exc.__cause__
                 raise
-        else:
-            return result
         log.debug(
             "%s POST %s: %s, attempt %d; retrying in %.1fs",
             where.account,
             where.endpoint,
             type(last).__name__,
-            attempts,
+            budget.attempts,
             wait,
         )
         await clock.sleep(0.0 if _waits_skipped else wait)
     if isinstance(last, ApiUnreachable):
-        raise _gave_up(last, attempts, clock.now() - started) from last.__cause__
+        raise _gave_up(last, budget.attempts, clock.now() - started) from last.__cause__
     if last is not None:
         raise last
     raise ApiUnreachable(
