@@ -1,18 +1,16 @@
 """The HTTP client of the ModelsLab model-management API: the only code that talks to it.
 
-:class:`ApiClient` owns one ``httpx.AsyncClient`` (the network is injected as a transport, so
-tests run the emulator in-process or an ``httpx.MockTransport``), a global concurrency limit
-and the spam-window guard. :meth:`ApiClient.account` gives an :class:`AccountClient` per account
-with one method per thing the engine does: read the live state, load, reload, delete, verify.
+:class:`ApiClient` owns the connection pools (one ``httpx.AsyncClient`` per account; the network
+is injected as a transport, so tests run the emulator in-process or an ``httpx.MockTransport``),
+a global concurrency limit and the spam-window guard, and sends one request at a time through
+them. :meth:`ApiClient.account` gives an :class:`AccountClient` per account with one method per
+thing the engine does: read the live state, load, reload, delete, verify.
 
 Every failure crosses one boundary (:meth:`ApiClient._exchange` and :mod:`.responses`) and leaves
 it as one of the typed errors of :mod:`reconciler.errors`, carrying the account and endpoint.
-Reads are retried on every transient error; mutations only when the request certainly had no
-effect (rate limited, or never sent), because the engine re-observes the listing before it
-resends a load whose answer was lost (design.md §3). A URL that cannot work (bad scheme, host or
-port) is never retried, and no retry starts, nor spam-window wait ends, after a call's deadline;
-no request runs past it either. An API that cannot be reached at all is given up on after
-``ClientSettings.unreachable_deadline`` (15 s), whatever the call's deadline.
+Which failures are retried, how long a retry waits and when a call gives up is
+:mod:`.retry`'s; the spacing of identical requests is :mod:`.spam`'s; which base URL applies
+and whether it can work is :mod:`.urls`'s. No request runs past its call's deadline.
 
 Answers are bounded: a body is streamed and decoded by :class:`~.responses.BodyReader` up to
 ``ClientSettings.max_body_bytes``, and each request, body included, must end within
@@ -27,22 +25,18 @@ a request body or a response body into a log line, an exception or a ``repr``.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
-import random
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 import httpx
 import pydantic
-import stamina
 
 from reconciler.api import wire
+from reconciler.api.gather import both
 from reconciler.api.kinds import ApiKind
 from reconciler.api.responses import (
     ACCEPT_ENCODING,
@@ -55,311 +49,43 @@ from reconciler.api.responses import (
     unusable_url_cause,
     unusable_url_error,
 )
+from reconciler.api.retry import mutation_backoff, read_backoff, retrying
 from reconciler.api.secret import ApiKey, redact_url_credentials
+from reconciler.api.settings import (
+    DEFAULT_SETTINGS,
+    MAX_CONCURRENCY,
+    MIN_CONCURRENCY,
+    ClientSettings,
+    concurrency_for,
+)
+from reconciler.api.spam import PastDeadline, SpamGuard
+from reconciler.api.urls import DEFAULT_API_BASE, normalise_api_base, resolve_api_base
 from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.core.live import LiveState, community_live_state, enterprise_live_state
-from reconciler.errors import (
-    AnswerOverLimit,
-    ApiError,
-    ApiUnreachable,
-    ConfigError,
-    ModelNotFound,
-    RateLimited,
-    TransientError,
-)
+from reconciler.errors import ApiError, ApiUnreachable, ModelNotFound, RateLimited
+
+#: Names that other modules and tests import from here; each is defined where its job is.
+__all__ = [
+    "DEFAULT_API_BASE",
+    "MAX_CONCURRENCY",
+    "MIN_CONCURRENCY",
+    "AccountClient",
+    "ApiClient",
+    "ClientSettings",
+    "concurrency_for",
+    "mutation_backoff",
+    "normalise_api_base",
+    "read_backoff",
+    "resolve_api_base",
+]
 
 log = logging.getLogger("reconciler.api")
 
-DEFAULT_API_BASE = "https://modelslab.com/api/"
-
-BackoffHook = Callable[[Exception], bool | float]
-A = TypeVar("A")
-B = TypeVar("B")
 M = TypeVar("M", bound=pydantic.BaseModel)
-
-#: Extra random wait on top of a rate limit's ``retry_after``: at most this many seconds, and
-#: at most :data:`RATE_LIMIT_JITTER_SHARE` of the wait, so that a short wait (a spam window
-#: about to open, a probe) still lands inside the opening another run leaves between polls.
-RATE_LIMIT_JITTER = 1.0
-RATE_LIMIT_JITTER_SHARE = 0.05
 
 #: Seconds a request may take when its call's deadline is (nearly) over: a poll at the
 #: deadline still sees a prompt answer, and a run ends at most this long after its deadline.
 OVERTIME = 1.0
-
-
-def resolve_api_base(manifest_base: str | None, flag_base: str | None) -> str:
-    """The base URL of an account's API, checked, always ending in ``/``.
-
-    The manifest's ``api_base`` wins, then the ``--api-base`` flag (which click also fills
-    from ``RECONCILER_API_BASE``), then :data:`DEFAULT_API_BASE`. A base that cannot work is a
-    :class:`~reconciler.errors.ConfigError` here, before any request, rather than a transport
-    error (or a crash) at the first one: see :func:`normalise_api_base`.
-    """
-    return normalise_api_base(manifest_base or flag_base or DEFAULT_API_BASE)
-
-
-def normalise_api_base(base: str) -> str:
-    """``base`` checked and ending in ``/``; :class:`~reconciler.errors.ConfigError` if unusable.
-
-    Endpoints are appended to the base as text, so it must be an absolute http(s) URL with a
-    host, a port in 1-65535 if any, and no query or fragment (which would swallow the path).
-    """
-    why = _base_problem(base)
-    if why:
-        shown = redact_url_credentials(base)
-        raise ConfigError(f"invalid API base URL {shown!r}: {redact_url_credentials(why)}")
-    return base if base.endswith("/") else base + "/"
-
-
-def _base_problem(base: str) -> str:
-    """Why ``base`` cannot serve as an API base URL, or ``""`` if it can."""
-    try:
-        url = httpx.URL(base)
-        scheme, host, port = url.scheme, url.host, url.port
-    except (httpx.InvalidURL, ValueError, OverflowError) as exc:
-        return str(exc) or type(exc).__name__
-    if scheme not in ("http", "https"):
-        return f"the scheme must be http or https, not {scheme or 'none'!r}"
-    if not host:
-        return "there is no host"
-    if port is not None and not 1 <= port <= 65535:
-        return f"the port {port} is not in 1-65535"
-    if url.query or url.fragment or "?" in base or "#" in base:
-        return "a query or fragment would swallow the endpoint paths"
-    return ""
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """Timeouts, retry budget, spam window and concurrency of an :class:`ApiClient`.
-
-    The spam window also spaces the retries of one request, which is resent identically: with
-    the defaults a failing read is retried about every 30 s, within ``deadline``.
-    """
-
-    request_timeout: float = 30.0  # per request, connect to last byte of the body
-    deadline: float = 300.0  # overall time budget for the retries of one call
-    #: How long a call keeps trying an API it cannot reach (refused, no route, connect timeout)
-    #: before it gives up and says why; also the connect timeout of one request.
-    unreachable_deadline: float = 15.0
-    #: The largest answer read, counted after decompression: a listing of 100k models is
-    #: about 25 MB; a bigger answer is an error for its account, not a memory spike.
-    max_body_bytes: int = 64 * 1024 * 1024
-    spam_window: float = 30.0  # an identical (endpoint, body) is never resent sooner
-    retry_attempts: int = 6
-    #: Rate-limit refusals one call waits out (the deadline bounds them too): enough probes of
-    #: a legacy spam window (``responses.SPAM_PROBE_SHARE``) to span four windows.
-    rate_limited_attempts: int = 50
-    retry_wait_initial: float = 1.0  # also the bound of the random jitter
-    retry_wait_max: float = 30.0
-    max_concurrency: int = 16  # HTTP requests in flight, across every account
-
-
-DEFAULT_SETTINGS = ClientSettings()
-#: Bounds of :func:`concurrency_for`: the old fixed cap, and a number of sockets that stays well
-#: inside the usual limit of 1024 open files.
-MIN_CONCURRENCY, MAX_CONCURRENCY = 16, 512
-
-
-def concurrency_for(queue_limits: Iterable[int]) -> int:
-    """The default cap on requests in flight for a run over accounts with these queue limits.
-
-    Enough for every account to fill its queue at once (the per-account limit still holds each
-    one to its queue limit), so a run over 100 accounts is not held to 16 loads in flight.
-    """
-    return max(MIN_CONCURRENCY, min(MAX_CONCURRENCY, sum(queue_limits)))
-
-
-# ---------------------------------------------------------------------------------------------
-# Retry policies (stamina backoff hooks: False = raise, True = exponential backoff, float = wait)
-# ---------------------------------------------------------------------------------------------
-
-
-def read_backoff(exc: Exception) -> bool | float:
-    """Reads change nothing: retry every transient error, a rate limit after ``retry_after``.
-
-    A URL that cannot work is the exception: it fails the same way every time, so it is raised
-    at once instead of spending the whole retry budget on it.
-    """
-    if unusable_url_cause(exc) is not None or isinstance(exc, AnswerOverLimit):
-        return False
-    if isinstance(exc, RateLimited) and exc.retry_after is not None:
-        jitter = min(RATE_LIMIT_JITTER, RATE_LIMIT_JITTER_SHARE * exc.retry_after)
-        return exc.retry_after + random.uniform(0, jitter)
-    return isinstance(exc, TransientError)
-
-
-def mutation_backoff(exc: Exception) -> bool | float:
-    """Mutations are retried only when the request certainly had no effect.
-
-    A rate limit refused the request, and a connection that never opened sent nothing; any
-    other failure (an answer lost after sending, a 5xx, a malformed body) may hide a load that
-    did start, so it is raised for the caller to re-observe the listing first.
-    """
-    if isinstance(exc, RateLimited):
-        return read_backoff(exc)
-    return isinstance(exc, ApiUnreachable) and not exc.answer_lost and read_backoff(exc) is True
-
-
-def _within(
-    deadline_at: float,
-    hook: BackoffHook,
-    longest_backoff: Callable[[], float],
-    unreachable_at: float = float("inf"),
-    attempts: int = ClientSettings.retry_attempts,
-    rate_limited_attempts: int = ClientSettings.rate_limited_attempts,
-    now: Callable[[], float] = SYSTEM_CLOCK.now,
-) -> BackoffHook:
-    """``hook``, except that a retry whose wait would end after ``deadline_at`` raises instead.
-
-    A transport error (:class:`ApiUnreachable`) has the earlier bound ``unreachable_at``: an
-    API that cannot be reached is given up on sooner than one that answers "not now".
-
-    ``attempts`` bounds the failures; rate limits have their own, larger budget
-    ``rate_limited_attempts``: the API answered "not now", and a legacy spam window is probed
-    several times (see ``responses.SPAM_PROBE_SHARE``).
-
-    A float verdict is the wait itself; ``True`` (stamina's exponential backoff) is judged by
-    ``longest_backoff()``, the longest wait :func:`_backoff` may pick next. The deadline is
-    enforced here rather than with stamina's ``timeout``, which only stops once a wait has
-    already overrun it, and which stamina's test mode ignores. ``now`` is the run's clock.
-    """
-
-    failures = refusals = 0
-
-    def bounded(exc: Exception) -> bool | float:
-        nonlocal failures, refusals
-        verdict = hook(exc)
-        if verdict is False:
-            return False
-        if isinstance(exc, RateLimited):
-            refusals += 1
-        else:
-            failures += 1
-        if failures >= attempts or refusals > rate_limited_attempts:
-            return False
-        wait = longest_backoff() if verdict is True else verdict
-        until = min(deadline_at, unreachable_at) if isinstance(exc, ApiUnreachable) else deadline_at
-        return verdict if now() + wait <= until else False
-
-    return bounded
-
-
-def _longest_backoff(settings: ClientSettings, attempt: int) -> float:
-    """The longest wait :func:`_backoff` picks after failed attempt number ``attempt``."""
-    exponential = settings.retry_wait_initial * 2.0 ** min(attempt - 1, 64)
-    return min(settings.retry_wait_max, exponential + settings.retry_wait_initial)
-
-
-def _backoff(settings: ClientSettings, attempt: int) -> float:
-    """The exponential backoff after failed attempt number ``attempt``, with its jitter.
-
-    stamina's own formula (``wait_initial * 2 ** (attempt - 1)`` plus up to ``wait_initial``
-    of jitter, capped at ``wait_max``), computed here because the client sleeps its waits
-    itself, on the run's clock (see :meth:`AccountClient._retrying`).
-    """
-    exponential = settings.retry_wait_initial * 2.0 ** min(attempt - 1, 64)
-    jitter = random.uniform(0, settings.retry_wait_initial)
-    return min(settings.retry_wait_max, exponential + jitter)
-
-
-# ---------------------------------------------------------------------------------------------
-# The spam-window guard
-# ---------------------------------------------------------------------------------------------
-
-
-class _PastDeadline(Exception):
-    """The spam window would hold a request past its call's deadline; it was not sent.
-
-    Private and not an :class:`ApiError`, so that no retry policy retries it:
-    :meth:`AccountClient._retrying` turns it into the call's last error.
-    """
-
-    def __init__(self, where: Where, wait: float) -> None:
-        self.where = where
-        self.wait = wait
-        super().__init__(f"{where.account} {where.endpoint}: next turn in {wait:.1f}s")
-
-
-@dataclass(frozen=True)
-class _Booking:
-    """A turn booked in the spam window, kept so that it can be undone if nothing was sent."""
-
-    digest: str
-    booked_until: float  # the digest's next turn that this booking set
-    previous: float | None  # the digest's next turn before it
-
-
-class _SpamGuard:
-    """Spaces identical requests at least ``window`` seconds apart (api-spec §7.7a).
-
-    Only a digest of each (url, body) is kept, never the body, which holds the key.
-    """
-
-    _PRUNE_AT = 4096
-
-    def __init__(self, window: float, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._window = window
-        self._clock = clock
-        self._next_turn: dict[str, float] = {}
-
-    async def wait_turn(
-        self, where: Where, url: str, payload: Mapping[str, Any], not_after: float
-    ) -> _Booking | None:
-        """Wait until ``payload`` may be sent to ``url`` again, and book that turn.
-
-        If that turn comes after ``not_after`` (an instant of the run's clock), raise
-        :class:`_PastDeadline` at once, booking nothing: sleeping until then would only start a
-        request its caller no longer waits for.
-        """
-        if self._window <= 0:
-            return None
-        digest = _digest(url, payload)
-        now = self._clock.now()
-        self._prune(now)
-        previous = self._next_turn.get(digest)
-        turn = now if previous is None else max(now, previous)
-        if turn > now and turn > not_after:
-            raise _PastDeadline(where, turn - now)
-        booking = _Booking(digest, turn + self._window, previous)
-        self._next_turn[digest] = booking.booked_until  # booked before sleeping: no race
-        if turn > now:
-            try:
-                await self._clock.sleep(turn - now)
-            except BaseException:  # cancelled while waiting: nothing was sent
-                self.release(booking)
-                raise
-        return booking
-
-    def release(self, booking: _Booking | None) -> None:
-        """Undo ``booking``, whose request never left this machine.
-
-        The server saw nothing, so its spam filter has nothing to hold against the next
-        identical request: without this, every retry of a refused connection waited out the
-        whole window. Only the latest booking of a digest can be undone; one that later
-        bookings queue behind stays (they keep their turns: a wait too long, never too short).
-        """
-        if booking is None or self._next_turn.get(booking.digest) != booking.booked_until:
-            return
-        if booking.previous is None:
-            del self._next_turn[booking.digest]
-        else:
-            self._next_turn[booking.digest] = booking.previous
-
-    def _prune(self, now: float) -> None:
-        if len(self._next_turn) >= self._PRUNE_AT:
-            self._next_turn = {d: t for d, t in self._next_turn.items() if t > now}
-
-
-def _digest(url: str, payload: Mapping[str, Any]) -> str:
-    canonical = json.dumps([url, payload], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# The clients
-# ---------------------------------------------------------------------------------------------
 
 
 class ApiClient:
@@ -382,7 +108,7 @@ class ApiClient:
         self._pools: dict[str, httpx.AsyncClient] = {}
         self._limiter = anyio.Semaphore(settings.max_concurrency)
         self._account_limiters: dict[str, anyio.Semaphore] = {}
-        self._spam = _SpamGuard(settings.spam_window, clock)
+        self._spam = SpamGuard(settings.spam_window, clock)
         self._requests_sent = 0
 
     @property
@@ -486,7 +212,7 @@ class ApiClient:
             if not exc.answer_lost:
                 self._spam.release(booking)
             raise
-        except (RateLimited, _PastDeadline):
+        except (RateLimited, PastDeadline):
             self._spam.release(booking)
             raise
         except BaseException:
@@ -596,7 +322,7 @@ class AccountClient:
                 wire.ENTERPRISE_GET_ALL_MODELS, wire.GetAllModelsResponse, deadline=deadline
             )
             return enterprise_live_state(self.name, listing)
-        owned, listed = await _both(
+        owned, listed = await both(
             lambda: self._owned_ids(deadline), lambda: self._listed_models(deadline)
         )
         return community_live_state(self.name, owned, listed)
@@ -665,18 +391,22 @@ class AccountClient:
         self, endpoint: str, model: type[M], *, deadline: float | None = None, **fields: str
     ) -> M:
         payload = self._body(**fields)
-        return await self._retrying(
+        return await retrying(
             read_backoff,
             lambda not_after: self._call(endpoint, payload, model, not_after),
             self._where(endpoint),
+            self._owner.settings,
+            self._owner.clock,
             deadline,
         )
 
     async def _mutate(self, endpoint: str, payload: Mapping[str, Any]) -> wire.StatusMessage:
-        return await self._retrying(
+        return await retrying(
             mutation_backoff,
             lambda not_after: self._call(endpoint, payload, wire.StatusMessage, not_after),
             self._where(endpoint),
+            self._owner.settings,
+            self._owner.clock,
         )
 
     async def _call(
@@ -686,120 +416,3 @@ class AccountClient:
         url = self._base_url + endpoint
         data = await self._owner._send(where, url, payload, self._limiter, not_after)
         return parse(model, data, where)
-
-    async def _retrying(
-        self,
-        hook: BackoffHook,
-        call: Callable[[float], Awaitable[A]],
-        where: Where,
-        deadline: float | None = None,
-    ) -> A:
-        """``call(deadline_at)`` retried as ``hook`` says, until ``deadline_at`` at the latest.
-
-        ``deadline_at`` is the earlier of ``ClientSettings.deadline`` from now and the caller's
-        ``deadline``; no retry starts after it, and a spam-window wait that would end after it
-        raises the last error (or, if there is none yet, a "deadline passed" error) at once.
-
-        stamina decides and counts the retries (and its test mode still zeroes the waits), but
-        the waits are slept here on the run's clock: the hook tells stamina to wait nothing and
-        keeps the wait it chose for the top of the next attempt.
-        """
-        settings = self._owner.settings
-        clock = self._owner.clock
-        started = clock.now()
-        deadline_at = started + settings.deadline
-        if deadline is not None:
-            deadline_at = min(deadline_at, deadline)
-        attempt_no = 0
-        next_wait = 0.0
-        last: ApiError | None = None
-        bounded = _within(
-            deadline_at,
-            hook,
-            lambda: _longest_backoff(settings, attempt_no),
-            started + settings.unreachable_deadline,
-            settings.retry_attempts,
-            settings.rate_limited_attempts,
-            clock.now,
-        )
-
-        def on(exc: Exception) -> bool | float:
-            nonlocal next_wait
-            verdict = bounded(exc)
-            if verdict is False:
-                return False
-            wait = _backoff(settings, attempt_no) if verdict is True else float(verdict)
-            next_wait = 0.0 if stamina.is_testing() else wait
-            return 0.0  # stamina waits nothing; the wait is slept below, on the clock
-
-        try:
-            async for attempt in stamina.retry_context(
-                on=on,
-                attempts=None,  # counted by `on`, which does not count rate limits
-                timeout=None,  # the deadline is `on`'s, see _within
-            ):
-                if next_wait > 0:
-                    wait, next_wait = next_wait, 0.0
-                    await clock.sleep(wait)
-                with attempt:
-                    attempt_no = attempt.num
-                    try:
-                        return await call(deadline_at)
-                    except ApiError as exc:
-                        last = exc
-                        raise
-        except _PastDeadline as exc:
-            held = exc.wait
-        except ApiUnreachable as exc:
-            raise _gave_up(exc, attempt_no, clock.now() - started) from exc.__cause__
-        else:
-            raise AssertionError("unreachable: stamina re-raises the last error")
-        if isinstance(last, ApiUnreachable):
-            raise _gave_up(last, attempt_no, clock.now() - started) from last.__cause__
-        if last is not None:
-            raise last
-        raise ApiUnreachable(
-            f"deadline passed: the spam window holds this request {held:.1f}s more",
-            answer_lost=False,
-            account=where.account,
-            endpoint=where.endpoint,
-        )
-
-
-def _gave_up(exc: ApiUnreachable, attempts: int, elapsed: float) -> ApiUnreachable:
-    """``exc`` with how long the call tried, so that the user sees why it gave up when it did."""
-    tries = "1 attempt" if attempts <= 1 else f"{attempts} attempts"
-    return ApiUnreachable(
-        f"{exc.message} (gave up after {tries} in {elapsed:.1f}s)",
-        answer_lost=exc.answer_lost,
-        account=exc.account,
-        endpoint=exc.endpoint,
-    )
-
-
-async def _both(
-    first: Callable[[], Awaitable[A]], second: Callable[[], Awaitable[B]]
-) -> tuple[A, B]:
-    """Run two calls concurrently; the first :class:`ApiError` cancels the other and is raised."""
-    firsts: list[A] = []
-    seconds: list[B] = []
-    failures: list[ApiError] = []
-    async with anyio.create_task_group() as group:
-        group.start_soon(_collect, first, firsts, failures, group.cancel_scope)
-        group.start_soon(_collect, second, seconds, failures, group.cancel_scope)
-    if failures:
-        raise failures[0]
-    return firsts[0], seconds[0]
-
-
-async def _collect(
-    call: Callable[[], Awaitable[A]],
-    box: list[A],
-    failures: list[ApiError],
-    scope: anyio.CancelScope,
-) -> None:
-    try:
-        box.append(await call())
-    except ApiError as exc:
-        failures.append(exc)
-        scope.cancel()

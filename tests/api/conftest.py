@@ -7,10 +7,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
-import stamina
 
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings
 from reconciler.api.kinds import ApiKind
+from reconciler.api.retry import waits_skipped
 from reconciler.api.secret import ApiKey
 
 CANARY = "CANARY-9f8e7d-SECRET"
@@ -25,8 +25,8 @@ MockAccount = Callable[..., AbstractAsyncContextManager[AccountClient]]
 
 @pytest.fixture(autouse=True)
 def fast_retries() -> Iterator[None]:
-    """stamina's test mode: zero backoffs; the client's own attempt count still applies."""
-    with stamina.set_testing(True, attempts=100, cap=True):
+    """Retries at once (no backoff or rate-limit sleeps); attempts and deadlines still apply."""
+    with waits_skipped():
         yield
 
 

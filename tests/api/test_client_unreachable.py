@@ -16,10 +16,10 @@ from typing import Literal
 import anyio
 import httpx
 import pytest
-import stamina
 
 from reconciler.api import wire
 from reconciler.api.client import ApiClient, ClientSettings
+from reconciler.api.retry import waits_skipped
 from reconciler.api.secret import ApiKey
 from reconciler.errors import ApiError, ApiUnreachable, ConfigError, ServerError
 
@@ -244,7 +244,7 @@ async def test_backoff_waits_stop_at_the_callers_deadline(
     settings = with_(
         fast, deadline=300.0, retry_attempts=1000, retry_wait_initial=0.1, retry_wait_max=0.1
     )
-    with stamina.set_testing(False):  # real backoffs
+    with waits_skipped(False):  # real backoffs
         async with mock_account(handler, api="enterprise", settings=settings) as account:
             started = time.monotonic()
             with anyio.fail_after(5), pytest.raises(ServerError):
