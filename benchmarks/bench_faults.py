@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -106,7 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-applies", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    logging.getLogger("stamina").setLevel(logging.ERROR)  # retries are the point here
     rows = [
         campaign(args, int(seed), mode)
         for mode in args.modes.split(",")

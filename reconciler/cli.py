@@ -348,7 +348,6 @@ def configure_logging(debug: bool) -> None:
     handler.setFormatter(SafeLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # As before: a no-op when the root logger already has handlers (a host program, pytest).
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
-    logging.getLogger("stamina").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
 def build_policy(obj: dict[str, Any]) -> TrustPolicy:
