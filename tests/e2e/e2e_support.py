@@ -14,6 +14,7 @@ listing repeated inside its spam window.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import yaml
 
 from reconciler.api.kinds import ApiKind
 from reconciler.cli import run
+from reconciler.emulator.config import AccountConfig, EmulatorConfig
 from reconciler.emulator.server import EmulatorHandle
 
 #: Emulated seconds per real second: a 60 s load takes 1 s, the 30 s spam window 0.5 s.
@@ -262,3 +264,22 @@ def account_report(report: Mapping[str, Any], account: str) -> dict[str, Any]:
     """One account of an ``apply -o json`` report."""
     found: dict[str, Any] = next(a for a in report["accounts"] if a["account"] == account)
     return found
+
+
+def accounts_with_keys(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, str], EmulatorConfig]:
+    """Fresh keys for the :data:`ACCOUNTS` in the environment (and no reconciler settings
+    from the caller's), and the emulator config that knows them."""
+    keys = {name: f"sk-{name}-{secrets.token_hex(12)}" for name in ACCOUNTS}
+    for name, (_, _, key_env) in ACCOUNTS.items():
+        monkeypatch.setenv(key_env, keys[name])
+    for name in ("RECONCILER_API_BASE", "RECONCILER_LEDGER", "RECONCILER_SPAM_WINDOW"):
+        monkeypatch.delenv(name, raising=False)
+    config = EmulatorConfig(
+        accounts=[
+            AccountConfig(name=name, key=keys[name], api=api, queue_limit=limit)
+            for name, (api, limit, _) in ACCOUNTS.items()
+        ],
+        time_scale=TIME_SCALE,
+        seed=7,
+    )
+    return keys, config
