@@ -12,6 +12,7 @@ from reconciler.api.client import AccountClient, ApiClient, ClientSettings
 from reconciler.api.kinds import ApiKind
 from reconciler.api.retry import waits_skipped
 from reconciler.api.secret import ApiKey
+from reconciler.clock import SYSTEM_CLOCK, Clock
 
 CANARY = "CANARY-9f8e7d-SECRET"
 BASE = "http://api.test/api/"
@@ -59,8 +60,9 @@ def mock_account(fast: ClientSettings) -> MockAccount:
         api: ApiKind = ApiKind.COMMUNITY,
         settings: ClientSettings = fast,
         queue_limit: int = 5,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> AsyncIterator[AccountClient]:
-        async with ApiClient(settings, httpx.MockTransport(handler)) as client:
+        async with ApiClient(settings, httpx.MockTransport(handler), clock) as client:
             yield client.account("acct", api, ApiKey(CANARY), BASE, queue_limit)
 
     return make

@@ -21,6 +21,7 @@ from reconciler.api import wire
 from reconciler.api.client import ApiClient, ClientSettings
 from reconciler.api.retry import waits_skipped
 from reconciler.api.secret import ApiKey
+from reconciler.clock import FakeClock
 from reconciler.errors import ApiError, ApiUnreachable, ConfigError, ServerError
 
 from .api_support import SPEC, MockAccount, endpoint_of
@@ -244,12 +245,15 @@ async def test_backoff_waits_stop_at_the_callers_deadline(
     settings = with_(
         fast, deadline=300.0, retry_attempts=1000, retry_wait_initial=0.1, retry_wait_max=0.1
     )
-    with waits_skipped(False):  # real backoffs
-        async with mock_account(handler, api="enterprise", settings=settings) as account:
-            started = time.monotonic()
+    clock = FakeClock()  # the backoffs are slept, on virtual time
+    with waits_skipped(False):
+        async with mock_account(
+            handler, api="enterprise", settings=settings, clock=clock
+        ) as account:
+            started = clock.now()
             with anyio.fail_after(5), pytest.raises(ServerError):
                 await account.read_live(deadline=started + 0.5)
-    elapsed = time.monotonic() - started
+    elapsed = clock.now() - started
     assert 0.25 <= elapsed < 1.0
     assert 2 <= handler.calls < 20
 
@@ -268,16 +272,17 @@ async def test_the_spam_window_may_not_hold_a_read_past_the_deadline(
     mock_account: MockAccount, fast: ClientSettings
 ) -> None:
     sent: list[float] = []
+    clock = FakeClock()  # the spam window is waited out on virtual time: exact spacing
 
     def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(time.monotonic())
+        sent.append(clock.now())
         return ok(request)
 
     settings = with_(fast, spam_window=0.4)
-    async with mock_account(handler, api="enterprise", settings=settings) as account:
+    async with mock_account(handler, api="enterprise", settings=settings, clock=clock) as account:
         await account.read_live()
         with anyio.fail_after(5), pytest.raises(ApiUnreachable, match="deadline passed") as caught:
-            await account.read_live(deadline=time.monotonic() + 0.1)
+            await account.read_live(deadline=clock.now() + 0.1)
         assert len(sent) == 1
         assert caught.value.answer_lost is False
         assert (caught.value.account, caught.value.endpoint) == (
