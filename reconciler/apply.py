@@ -30,7 +30,7 @@ from enum import Enum
 
 import anyio
 
-from reconciler.api.client import AccountClient
+from reconciler.api.client import Accepted, AccountClient
 from reconciler.clock import Clock
 from reconciler.core.events import ProgressSink
 from reconciler.core.ledger_entries import LedgerEntry
@@ -204,7 +204,7 @@ class AccountApply:
         for item in self._items_with(Action.DELETE):
             await self._note(item, LedgerEvent.INTENT)
             try:
-                await self.client.delete(item.change.model_id)
+                await self.client.delete(item.change.model_id, deadline=self.deadline)
             except InvalidKey:
                 raise
             except ReconcilerError as exc:
@@ -291,9 +291,8 @@ class AccountApply:
         await self._note(item, LedgerEvent.INTENT)  # on disk before the request can leave
         while item.attempts < MAX_SEND_ATTEMPTS:
             item.attempts += 1
-            item.requested_at = self.clock.now()
             try:
-                await self._request(change)
+                item.requested_at = (await self._request(change)).sent_at
             except InvalidKey:
                 await self._note(item, LedgerEvent.ABANDONED)
                 raise
@@ -334,11 +333,12 @@ class AccountApply:
             f"{change.action.symbol} {change.action.value} {change.model_id} sent",
         )
 
-    async def _request(self, change: ModelChange) -> None:
+    async def _request(self, change: ModelChange) -> Accepted:
+        """Send the change; refused requests are retried until the run's deadline at most."""
         if change.action is Action.RELOAD and not self.plan.api.caps.reload_is_load:
-            await self.client.reload(change.model_id)
-        else:  # load, replace, and an enterprise "reload" (load_model again, design.md §3)
-            await self.client.load(change.model_id, change.spec)
+            return await self.client.reload(change.model_id, deadline=self.deadline)
+        # load, replace, and an enterprise "reload" (load_model again, design.md §3)
+        return await self.client.load(change.model_id, change.spec, deadline=self.deadline)
 
     async def _landed(self, change: ModelChange) -> _Landing:
         """Re-observe the listing: did a load whose answer was lost reach the server?

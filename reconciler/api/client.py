@@ -29,7 +29,7 @@ import logging
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import anyio
 import httpx
@@ -86,6 +86,18 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 #: Seconds a request may take when its call's deadline is (nearly) over: a poll at the
 #: deadline still sees a prompt answer, and a run ends at most this long after its deadline.
 OVERTIME = 1.0
+
+
+class Accepted(NamedTuple):
+    """A change the API accepted: its message, and when the accepted request started.
+
+    ``sent_at`` is an instant of the run's clock taken as the accepted attempt began (after
+    any refused ones): the change started on the server after it, so a time measured from it
+    is never shorter than the server's.
+    """
+
+    message: str
+    sent_at: float
 
 
 class ApiClient:
@@ -349,24 +361,28 @@ class AccountClient:
 
     # -- mutations --------------------------------------------------------------------------
 
-    async def load(self, model_id: str, spec: Mapping[str, str]) -> None:
-        """Start loading ``model_id`` with the load fields of ``spec`` (all strings)."""
+    async def load(
+        self, model_id: str, spec: Mapping[str, str], *, deadline: float | None = None
+    ) -> Accepted:
+        """Start loading ``model_id`` with the load fields of ``spec`` (all strings).
+
+        ``deadline`` bounds the retries of a refused request as in :meth:`read_live`.
+        """
         model, endpoint = self.api.caps.load_request, self.api.caps.load_endpoint
         fields = {**spec, "model_id": model_id, "key": self._key.reveal()}
         payload = request_body(model, fields, self._where(endpoint))
-        await self._mutate(endpoint, payload)
+        return await self._mutate(endpoint, payload, deadline)
 
-    async def reload(self, model_id: str) -> str:
+    async def reload(self, model_id: str, *, deadline: float | None = None) -> Accepted:
         """Reload an evicted community model; the API's message says whether it started."""
         endpoint = self.api.caps.reload_endpoint
         if endpoint is None:
             raise self._unsupported(
                 wire.MODEL_RELOAD, f"there is no reload on {self.api}: reload is a load_model"
             )
-        answer = await self._mutate(endpoint, self._body(model_id=model_id))
-        return answer.message
+        return await self._mutate(endpoint, self._body(model_id=model_id), deadline)
 
-    async def delete(self, model_id: str) -> None:
+    async def delete(self, model_id: str, *, deadline: float | None = None) -> Accepted:
         """Delete ``model_id`` from an enterprise server."""
         endpoint = self.api.caps.delete_endpoint
         if endpoint is None:
@@ -374,7 +390,7 @@ class AccountClient:
                 wire.ENTERPRISE_DELETE_MODEL,
                 f"deleting a model is not possible through the {self.api} API",
             )
-        await self._mutate(endpoint, self._body(model_id=model_id))
+        return await self._mutate(endpoint, self._body(model_id=model_id), deadline)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -400,14 +416,26 @@ class AccountClient:
             deadline,
         )
 
-    async def _mutate(self, endpoint: str, payload: Mapping[str, Any]) -> wire.StatusMessage:
-        return await retrying(
+    async def _mutate(
+        self, endpoint: str, payload: Mapping[str, Any], deadline: float | None
+    ) -> Accepted:
+        clock = self._owner.clock
+        started = clock.now()
+
+        async def attempt(not_after: float) -> wire.StatusMessage:
+            nonlocal started
+            started = clock.now()  # the accepted attempt's start: refusals before it excluded
+            return await self._call(endpoint, payload, wire.StatusMessage, not_after)
+
+        answer = await retrying(
             mutation_backoff,
-            lambda not_after: self._call(endpoint, payload, wire.StatusMessage, not_after),
+            attempt,
             self._where(endpoint),
             self._owner.settings,
-            self._owner.clock,
+            clock,
+            deadline,
         )
+        return Accepted(answer.message, started)
 
     async def _call(
         self, endpoint: str, payload: Mapping[str, Any], model: type[M], not_after: float

@@ -368,12 +368,17 @@ def _retry_after(
     header = _header_seconds(response.headers.get("retry-after"))
     if header is not None:
         return header
-    return spam_window * SPAM_PROBE_SHARE if "spam" in body.hint().lower() else None
+    if "spam" not in body.hint().lower():
+        return None
+    return max(spam_window * SPAM_PROBE_SHARE, MIN_SPAM_PROBE)
 
 
 #: Share of the spam window between two probes of a refused request whose wait is not told;
 #: below the opening ``apply.SHARE_MARGIN - 1`` that a polling run leaves, so a probe hits it.
 SPAM_PROBE_SHARE = 0.08
+#: Seconds between probes at least, so that ``--spam-window 0`` (no window known) does not
+#: turn a refusal into a burst of identical requests.
+MIN_SPAM_PROBE = 0.05
 
 
 def _header_seconds(value: str | None) -> float | None:

@@ -327,34 +327,52 @@ def _parse_documents(text: str) -> Iterator[tuple[yaml.Node, Any]]:
             _check_graph(node)
             try:
                 data = loader.construct_document(node)
-            except (ValueError, OverflowError) as exc:  # a date that does not exist: 2020-13-45
+            except _CONSTRUCTION_ERRORS as exc:  # a date that does not exist: 2020-13-45
                 raise _unconstructible(node) from exc
             yield node, data
     finally:
         loader.dispose()
 
 
+#: What PyYAML's safe constructors raise for a scalar they cannot build: ``2020-13-45``
+#: (ValueError), ``!!int ""`` (IndexError), ``!!bool maybe`` (KeyError), ``!!timestamp x``
+#: (AttributeError).
+_CONSTRUCTION_ERRORS = (ValueError, OverflowError, LookupError, AttributeError, TypeError)
+
+
 def _unconstructible(root: yaml.Node) -> _GraphProblem:
     """The first scalar of ``root`` that PyYAML's constructors refuse, as a problem at its line.
 
-    PyYAML resolves ``2020-13-45`` as a timestamp and then raises a bare ``ValueError``
-    building it; nothing from PyYAML may escape the loader, and the message names the token
-    only (never more of the file).
+    Nothing from PyYAML may escape the loader (its errors quote the value, which may be a
+    key: ``api_key: !!bool sk-…``). The message names the token only, never more of the file,
+    and not even the token when it is the value of a secret-looking key.
     """
     constructor = _Loader("")  # a fresh one: the failed one holds the half-built document
     try:
-        stack = [root]
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
         while stack:
-            node = stack.pop()
+            node, secret = stack.pop()
             if isinstance(node, yaml.ScalarNode):
                 try:
                     constructor.construct_object(node)
-                except (ValueError, OverflowError):
-                    return _GraphProblem(node, f"{node.value!r} is not a valid {_tag_name(node)}")
-            stack.extend(reversed(_children(node)))
+                except _CONSTRUCTION_ERRORS:
+                    token = "the value" if secret else repr(node.value)
+                    return _GraphProblem(node, f"{token} is not a valid {_tag_name(node)}")
+            stack.extend(reversed(_children_marking_secrets(node)))
     finally:
         constructor.dispose()
     return _GraphProblem(root, "a value cannot be read")
+
+
+def _children_marking_secrets(node: yaml.Node) -> list[tuple[yaml.Node, bool]]:
+    """``node``'s children, each with whether it is the value of a secret-looking key."""
+    if not isinstance(node, yaml.MappingNode):
+        return [(child, False) for child in _children(node)]
+    marked: list[tuple[yaml.Node, bool]] = []
+    for key, value in node.value:
+        secret = isinstance(key, yaml.ScalarNode) and bool(_SECRET_KEY.search(str(key.value)))
+        marked += [(key, False), (value, secret)]
+    return marked
 
 
 def _tag_name(node: yaml.ScalarNode) -> str:

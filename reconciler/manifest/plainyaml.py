@@ -126,10 +126,14 @@ class _Reader:
             if kind is not ScalarEvent or event.anchor is not None or event.tag is not None:
                 raise _NotPlain  # aliases, anchors, tags, non-scalar keys
             key = event.value
-            if key not in plain_keys:
+            # The cache holds texts that, written plain, read as themselves; a quoted "yes"
+            # must not vouch for a later plain yes (a bool), so only plain keys are cached.
+            written_plain = event.implicit[0]
+            if not (written_plain and key in plain_keys):
                 if self._resolve(event) is not key or self._secret_key.fullmatch(key):
                     raise _NotPlain  # a key read as a number, bool, null or merge; a secret
-                plain_keys.add(key)
+                if written_plain:
+                    plain_keys.add(key)
             if key in result:
                 raise _NotPlain  # duplicate keys: the careful reading names both lines
             value_event = next_event()

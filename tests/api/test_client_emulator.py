@@ -148,10 +148,10 @@ async def test_reload(emulator: Emulator) -> None:
     account = await emulator.account("studio", "community", "key-studio")
     await account.load("m1", SPEC)
     await emulator.advance(61)
-    assert await account.reload("m1") == "model already loaded"
+    assert (await account.reload("m1")).message == "model already loaded"
     await emulator.advance(8 * 86400)
     assert (await account.read_live()).condition("m1") is Condition.EVICTED
-    assert await account.reload("m1") == "model reload started"
+    assert (await account.reload("m1")).message == "model reload started"
     await emulator.advance(SPAM_WINDOW + 1)
     assert (await account.read_live()).condition("m1") is Condition.LOADING
 

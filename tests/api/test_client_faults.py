@@ -19,7 +19,7 @@ import pytest
 
 from reconciler.api import wire
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings
-from reconciler.api.responses import SPAM_PROBE_SHARE
+from reconciler.api.responses import MIN_SPAM_PROBE, SPAM_PROBE_SHARE
 from reconciler.api.secret import ApiKey
 from reconciler.apply import SHARE_MARGIN
 from reconciler.core.live import Condition
@@ -261,7 +261,7 @@ async def test_a_mutation_refused_without_effect_is_retried(
     script = Script(fault.respond)
     async with mock_account(script) as account:
         await account.load("m1", SPEC)
-        assert await account.reload("m1") == "model reload started"
+        assert (await account.reload("m1")).message == "model reload started"
     assert script.calls == {wire.LOAD_MODEL: 2, wire.MODEL_RELOAD: 1}
 
 
@@ -302,6 +302,18 @@ async def test_rate_limits_carry_retry_after(
         with pytest.raises(RateLimited) as caught:
             await account.reload("m1")
     assert caught.value.retry_after == retry_after
+
+
+async def test_a_spam_refusal_is_probed_no_faster_than_the_floor_without_a_window(
+    mock_account: MockAccount, fast: ClientSettings
+) -> None:
+    """``--spam-window 0``: the probe wait has a floor, so a refusal is no burst."""
+    body = {"status": "error", "message": "Rate limit exceeded", "tips": SPAM_TIPS}
+    settings = ClientSettings(**{**fast.__dict__, "spam_window": 0.0, "rate_limited_attempts": 0})
+    async with mock_account(Script(then=answer(200, body)), settings=settings) as account:
+        with pytest.raises(RateLimited) as caught:
+            await account.reload("m1")
+    assert caught.value.retry_after == MIN_SPAM_PROBE
 
 
 async def test_error_attributes(mock_account: MockAccount) -> None:

@@ -128,7 +128,7 @@ async def test_community_calls_send_the_documented_bodies(
     api = FakeApi()
     async with mock_account(api) as account:
         await account.load("m1", {**SPEC, "revision": "fp16", "model_id": "ignored"})
-        assert await account.reload("m1") == "ok"
+        assert (await account.reload("m1")).message == "ok"
     assert api.calls == {wire.LOAD_MODEL: 1, wire.MODEL_RELOAD: 1}
     assert api.bodies == [
         {"key": canary, "model_id": "m1", "revision": "fp16", **SPEC},

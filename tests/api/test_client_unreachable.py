@@ -22,7 +22,7 @@ from reconciler.api.client import ApiClient, ClientSettings
 from reconciler.api.retry import waits_skipped
 from reconciler.api.secret import ApiKey
 from reconciler.clock import FakeClock
-from reconciler.errors import ApiError, ApiUnreachable, ConfigError, ServerError
+from reconciler.errors import ApiError, ApiUnreachable, ConfigError, RateLimited, ServerError
 
 from .api_support import SPEC, MockAccount, endpoint_of
 
@@ -335,3 +335,45 @@ async def test_a_failed_read_reports_api_unreachable(
             await account.read_live()
     expected = "rate-limited" if respond is rate_limited else "api-unreachable"
     assert caught.value.failure_reason == expected
+
+
+def _queue_full(request: httpx.Request) -> httpx.Response:
+    body = {
+        "status": "error",
+        "message": "Rate limit exceeded. Maximum 5 queued requests allowed.",
+        "retry_after": 30,
+    }
+    return httpx.Response(429, json=body)
+
+
+async def test_a_refused_load_is_not_retried_past_the_callers_deadline(
+    mock_account: MockAccount, fast: ClientSettings
+) -> None:
+    """apply passes its deadline: a load the queue keeps refusing ends with the run."""
+    handler = Counting(_queue_full)
+    clock = FakeClock()
+    with waits_skipped(False):
+        async with mock_account(handler, settings=fast, clock=clock) as account:
+            started = clock.now()
+            with anyio.fail_after(5), pytest.raises(RateLimited):
+                await account.load("m1", SPEC, deadline=started + 40)
+    assert clock.now() - started <= 40
+    assert handler.calls == 2  # at once, then after retry_after; a third would end at ~60 s
+
+
+async def test_an_accepted_load_says_when_the_accepted_attempt_started(
+    mock_account: MockAccount, fast: ClientSettings
+) -> None:
+    """Refused attempts before it are not part of the load's time (apply learns from it)."""
+    answers = iter([_queue_full, _queue_full])
+    clock = FakeClock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, ok)(request)
+
+    with waits_skipped(False):
+        async with mock_account(handler, settings=fast, clock=clock) as account:
+            started = clock.now()
+            accepted = await account.load("m1", SPEC, deadline=started + 300)
+    assert accepted.sent_at >= started + 60  # two refusals, 30 s each at least
+    assert accepted.sent_at == clock.now()  # the in-process answer takes no virtual time

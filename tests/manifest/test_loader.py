@@ -160,11 +160,23 @@ def test_a_missing_field_is_reported_with_the_schema_errors(manifest_tree: Manif
     assert any(path == "models[0].model_format" for _, path, _ in found)
 
 
-@pytest.mark.parametrize("token", ["2020-13-45", "2021-02-30", "2020-01-01 25:00:00"])
-def test_a_date_that_does_not_exist_is_a_problem_at_its_line(
-    manifest_tree: ManifestTree, token: str
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("2020-13-45", "'2020-13-45' is not a valid timestamp"),
+        ("2021-02-30", "'2021-02-30' is not a valid timestamp"),
+        ("2020-01-01 25:00:00", "'2020-01-01 25:00:00' is not a valid timestamp"),
+        ('!!int ""', "'' is not a valid int"),
+        ('!!float ""', "'' is not a valid float"),
+        ("!!bool maybe", "'maybe' is not a valid bool"),
+        ("!!timestamp x", "'x' is not a valid timestamp"),
+    ],
+)
+def test_a_value_yaml_cannot_build_is_a_problem_at_its_line(
+    manifest_tree: ManifestTree, token: str, message: str
 ) -> None:
-    """PyYAML takes the token for a timestamp and fails building it; the loader says where."""
+    """PyYAML resolves the token (or is told its type) and fails building it with a bare
+    ValueError, IndexError, KeyError or AttributeError; the loader says where instead."""
     text = (
         "version: 1\naccount: a\napi: community\nkey_env: MODELSLAB_K\nmodels:\n"
         f"  - model_id: x\n    url: org/x\n    when: {token}\n"
@@ -176,7 +188,25 @@ def test_a_date_that_does_not_exist_is_a_problem_at_its_line(
 
     (problem,) = caught.value.problems
     assert (Path(problem.file).name, problem.line, problem.column) == ("a.yaml", 8, 11)
-    assert problem.message == f"{token!r} is not a valid timestamp"
+    assert problem.message == message
+
+
+def test_an_unbuildable_value_of_a_secret_looking_key_is_not_quoted(
+    manifest_tree: ManifestTree,
+) -> None:
+    secret = "ml-SuperSecretKey123"
+    text = (
+        f"version: 1\naccount: a\napi: community\nkey_env: MODELSLAB_K\n"
+        f"api_key: !!bool {secret}\nmodels: []\n"
+    )
+    root = manifest_tree({"a.yaml": text})
+
+    with pytest.raises(ManifestError) as caught:
+        load_manifests([root])
+
+    assert secret.lower() not in str(caught.value).lower()
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.message) == (5, "the value is not a valid bool")
 
 
 def test_a_file_that_is_not_utf8_is_a_problem(manifest_tree: ManifestTree) -> None:

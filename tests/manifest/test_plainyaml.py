@@ -156,6 +156,11 @@ def test_several_documents_and_empty_ones() -> None:
         "a: =\n",  # the "value" tag, which the safe loader cannot construct
         "a: [unclosed\n",  # not YAML at all
         "a: 1\n--- !!str\nb\n",
+        # a quoted key reads as text; the same text written plain later does not
+        'a: {"yes": 1}\nb: {yes: 2}\n',
+        'a: {"null": 1}\nb: {null: 2}\n',
+        'a: {"1": 1}\nb: {1: 2}\n',
+        'a: {"<<": 1}\nb: {<<: {x: 1}}\n',
     ],
 )
 def test_anything_not_plain_is_handed_to_the_careful_reading(text: str) -> None:
