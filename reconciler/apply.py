@@ -291,6 +291,9 @@ class AccountApply:
         await self._note(item, LedgerEvent.INTENT)  # on disk before the request can leave
         while item.attempts < MAX_SEND_ATTEMPTS:
             item.attempts += 1
+            # Before the request: if its answer is lost but a listing proves it landed, the
+            # load started after this instant (a safe, if loose, start for learning its time).
+            item.requested_at = self.clock.now()
             try:
                 item.requested_at = (await self._request(change)).sent_at
             except InvalidKey:
