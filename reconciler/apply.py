@@ -108,6 +108,8 @@ class _Item:
     resent: bool = False
     #: A listing has shown the load this run sent ended (ready or failed).
     seen_ready: bool = False
+    #: The API accepted it, then the run stopped on the key: the load may still finish.
+    interrupted: bool = False
 
     def finish(
         self, outcome: Outcome, message: str = "", failure: FailureReason | None = None
@@ -518,8 +520,10 @@ class AccountApply:
                 )
 
     def _fail_unfinished(self, exc: ApiError) -> None:
+        """Stop on a refused key: what was sent failed for the run, but not in the ledger."""
         for item in self.items.values():
             if item.outcome is None and item.change.action.is_change:
+                item.interrupted = item.sent
                 item.finish(
                     Outcome.FAILED if item.sent else Outcome.SKIPPED, str(exc), exc.failure_reason
                 )
@@ -576,11 +580,15 @@ class AccountApply:
 
         An unconfirmed load leaves its intent in place: the ledger must not claim a spec the
         server may never have received, and the next run must know the load may be in flight.
+        A load the API accepted before the run stopped on a refused key stays accepted: it may
+        still finish, and the next run (with a good key) sees how it ended.
         """
         change = item.change
         entry = self.entries.get(change.model_id)
         now = self.live.condition(change.model_id)
-        if not change.spec or item.unconfirmed or change.action is Action.DELETE:
+        if not change.spec or item.unconfirmed or item.interrupted:
+            return None  # see above: the entry stays as the request left it
+        if change.action is Action.DELETE:
             return None
         if change.action is Action.NOOP:
             if not change.declared:
