@@ -11,6 +11,7 @@ A crash can leave a torn last line: it was never acknowledged, so it is dropped 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -32,18 +33,37 @@ class JournalFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._descriptor: int | None = None
+        #: Why the journal takes no more lines: a failed write that could not be undone.
+        self._broken = ""
 
     def append(self, lines: list[str]) -> None:
-        """Append whole lines and fsync; called from a worker thread."""
+        """Append whole lines and fsync; called from a worker thread.
+
+        A write that fails part-way (a full disk) is cut back to where it began, so that no
+        torn line sits before lines written later: the replay stops at the first torn line,
+        and would lose them. If even that fails, the journal takes no more lines.
+        """
+        if self._broken:
+            raise OSError(errno.EIO, self._broken)
         if self._descriptor is None:
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
             self._descriptor = os.open(self.path, flags, 0o600)
+        descriptor = self._descriptor
+        start = os.fstat(descriptor).st_size
         data = "".join(line + "\n" for line in lines).encode("utf-8")
         view = memoryview(data)
-        while view:
-            written = os.write(self._descriptor, view)
-            view = view[written:]
-        os.fsync(self._descriptor)
+        try:
+            while view:
+                written = os.write(descriptor, view)
+                view = view[written:]
+            os.fsync(descriptor)
+        except OSError:
+            try:
+                os.ftruncate(descriptor, start)
+                os.fsync(descriptor)
+            except OSError:
+                self._broken = "an earlier write failed and could not be undone"
+            raise
 
     def close(self) -> None:
         """Close the file; the journal stays until the ledger is compacted."""

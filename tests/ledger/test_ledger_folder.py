@@ -3,6 +3,7 @@ and refusal of bad files and symlinks."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from reconciler.core.ledger_entries import Intent, LedgerEntry, LedgerState
 from reconciler.errors import LedgerError, LedgerLocked
 from reconciler.ledger import FolderLedger, default_ledger_path, open_ledger
 from reconciler.ledger.folder import first_error
-from reconciler.ledger.journal import JOURNAL_NAME, journal_line
+from reconciler.ledger.journal import JOURNAL_NAME, JournalFile, journal_line, replay
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
 
 RECOVERY_HINT = "Restore it from version control or a backup, or move it aside"
@@ -328,3 +329,28 @@ def test_a_legacy_ledger_file_is_converted_on_first_use_and_kept(tmp_path: Path)
         "acct.json",
         "other.json",
     ]
+
+
+def test_a_write_that_fails_part_way_leaves_no_torn_line_before_later_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk mid-write: the torn bytes are cut back, so the next batch replays."""
+    journal = JournalFile(tmp_path / JOURNAL_NAME)
+    journal.append([journal_line("acct", "first", None)])
+    real_write = os.write
+    failures = iter([True])
+
+    def write_half_then_fail(descriptor: int, data: bytes | memoryview) -> int:
+        if next(failures, False):
+            real_write(descriptor, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(descriptor, data)
+
+    monkeypatch.setattr(os, "write", write_half_then_fail)
+    with pytest.raises(OSError):
+        journal.append([journal_line("acct", "lost", None)])  # never acknowledged
+    journal.append([journal_line("acct", "later", None)])
+    journal.close()
+
+    replayed = [model for _, model, _ in replay((tmp_path / JOURNAL_NAME).read_text())]
+    assert replayed == ["first", "later"]
