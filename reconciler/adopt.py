@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import anyio
 
+from reconciler.core.ledger_entries import stamp
 from reconciler.core.live import LiveState
 from reconciler.export import Adoption, adoptions
 from reconciler.ledger.store import LedgerSession, LedgerStore
@@ -30,7 +31,7 @@ def adopt_account(
         LedgerLocked: another run holds the ledger (or the account, on the git store).
         LedgerError: the ledger cannot be read or written.
     """
-    at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    at = stamp(now or datetime.now(UTC))
     with store.session() as session:
         decided = adoptions(account, live, session.state.entries(account.name), at)
         anyio.run(_record, session, account.name, decided)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 
 import anyio
@@ -33,7 +33,7 @@ import anyio
 from reconciler.api.client import Accepted, AccountClient
 from reconciler.clock import Clock
 from reconciler.core.events import ProgressSink
-from reconciler.core.ledger_entries import LedgerEntry
+from reconciler.core.ledger_entries import LedgerEntry, parse_stamp, stamp
 from reconciler.core.ledger_fold import LedgerEvent, next_entry
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.plan import DEFAULT_LOAD_GRACE, AccountPlan, Action, ModelChange
@@ -197,8 +197,8 @@ class AccountApply:
             entry = self.entries.get(model_id)
             if item.change.action is not Action.WAIT or entry is None:
                 continue
-            stamp = entry.pending.at if entry.pending is not None else entry.applied_at
-            item.sent_at = now_mono - _age(stamp, now_utc)
+            at = entry.pending.at if entry.pending is not None else entry.applied_at
+            item.sent_at = now_mono - _age(at, now_utc)
 
     # -- deletes --------------------------------------------------------------------------
 
@@ -589,7 +589,7 @@ class AccountApply:
         if not change.spec or item.unconfirmed or item.interrupted:
             return None  # see above: the entry stays as the request left it
         if change.action is Action.DELETE:
-            return None
+            return None  # a delete's entry went with its answer
         if change.action is Action.NOOP:
             if not change.declared:
                 return None
@@ -625,7 +625,7 @@ class AccountApply:
             action=Action.LOAD.value if item.resent else change.action.value,
             spec=change.spec,
             spec_hash=change.spec_hash,
-            at=_stamp(self.clock.utcnow()),
+            at=stamp(self.clock.utcnow()),
         )
         if entry is None:
             self.entries.pop(change.model_id, None)
@@ -652,14 +652,10 @@ def _shows_new_load(before: Condition, now: Condition) -> bool:
     return False  # over a running load, a new load looks like the old one
 
 
-def _age(stamp: str, now: datetime) -> float:
-    """Seconds since an ISO 8601 UTC stamp of the ledger (0 when it cannot be read)."""
+def _age(at: str, now: datetime) -> float:
+    """Seconds since a stamp of the ledger (0 when it cannot be read)."""
     try:
-        then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        then = parse_stamp(at)
     except ValueError:
         return 0.0
     return max(0.0, (now - then).total_seconds())
-
-
-def _stamp(now: datetime | None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")

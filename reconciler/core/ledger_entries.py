@@ -11,6 +11,7 @@ only defines the shape, so the planner can use it without I/O.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +23,23 @@ RecordedOutcome = Literal["applied", "ready", "failed", "adopted", "deleted", "p
 IntentAction = Literal["load", "reload", "replace", "delete"]
 
 LEDGER_FORMAT_VERSION = 1
+
+#: How the ledger writes an instant: ISO 8601 in UTC, to the second.
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def stamp(when: datetime) -> str:
+    """``when`` (an aware datetime) as the ledger writes instants."""
+    return when.astimezone(UTC).strftime(STAMP_FORMAT)
+
+
+def parse_stamp(text: str) -> datetime:
+    """An instant the ledger wrote, as an aware UTC datetime.
+
+    Raises:
+        ValueError: ``text`` is not a stamp of :data:`STAMP_FORMAT`.
+    """
+    return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
 
 
 class Intent(BaseModel):

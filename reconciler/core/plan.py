@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reconciler.api.kinds import ApiKind
 from reconciler.core.diff import FieldChange, diff_specs
 from reconciler.core.inventory import classify_account
-from reconciler.core.ledger_entries import LedgerEntry, LedgerState
+from reconciler.core.ledger_entries import LedgerEntry, LedgerState, parse_stamp
 from reconciler.core.live import Condition, LiveState
 from reconciler.manifest.models import DesiredModel, LoadedAccount
 
@@ -174,12 +174,12 @@ class Timing:
     now: datetime | None = None
     load_grace: float = DEFAULT_LOAD_GRACE
 
-    def expired(self, stamp: str) -> bool:
-        """Whether more than the load grace has passed since ``stamp`` (ISO 8601 UTC)."""
+    def expired(self, at: str) -> bool:
+        """Whether more than the load grace has passed since ``at`` (a ledger stamp)."""
         if self.now is None:
             return False
         try:
-            when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            when = parse_stamp(at)
         except ValueError:
             return True  # a stamp that cannot be read cannot hold a load back forever
         return (self.now - when).total_seconds() > self.load_grace

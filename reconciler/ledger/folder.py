@@ -37,7 +37,7 @@ from typing import Any, Literal
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reconciler.core.ledger_entries import LEDGER_FORMAT_VERSION, LedgerEntry, LedgerState
+from reconciler.core.ledger_entries import LEDGER_FORMAT_VERSION, LedgerEntry, LedgerState, stamp
 from reconciler.errors import LedgerError, LedgerLocked
 from reconciler.fsutil import (
     SymlinkRefused,
@@ -486,4 +486,4 @@ class FolderSession:
 
 
 def _now_stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return stamp(datetime.now(UTC))

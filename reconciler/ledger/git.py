@@ -36,7 +36,13 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from reconciler.core.ledger_entries import LEDGER_FORMAT_VERSION, LedgerEntry, LedgerState
+from reconciler.core.ledger_entries import (
+    LEDGER_FORMAT_VERSION,
+    LedgerEntry,
+    LedgerState,
+    parse_stamp,
+    stamp,
+)
 from reconciler.errors import LedgerError, LedgerLocked
 from reconciler.ledger.folder import (
     Claim,
@@ -261,8 +267,8 @@ class GitSession:
             run=self.run_id,
             host=socket.gethostname(),
             pid=os.getpid(),
-            at=_stamp(now),
-            expires=_stamp(now + timedelta(seconds=self.store.claim_seconds)),
+            at=stamp(now),
+            expires=stamp(now + timedelta(seconds=self.store.claim_seconds)),
         )
         for account in accounts:
             self.local.claims[account] = claim
@@ -407,7 +413,7 @@ def _identity(git: Git) -> list[str]:
 def _is_live(claim: Claim) -> bool:
     """Whether another run's claim still holds: not expired, and not a dead local process."""
     try:
-        expires = datetime.strptime(claim.expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        expires = parse_stamp(claim.expires)
     except ValueError:
         return False
     if datetime.now(UTC) >= expires:
@@ -428,10 +434,6 @@ def _claimed_message(account: str, claim: Claim, where: str) -> str:
         f"{claim.pid} on host {claim.host}, since {claim.at}); it is released when that run "
         f"ends, or taken over after {claim.expires} if that run died"
     )
-
-
-def _stamp(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _last_line(text: str) -> str:
