@@ -18,9 +18,11 @@ from reconciler.clock import FakeClock
 from reconciler.core.events import NullProgress
 from reconciler.core.ledger_entries import LedgerEntry
 from reconciler.core.live import Condition, LiveModel, LiveState
-from reconciler.core.plan import AccountPlan, Action, ModelChange
+from reconciler.core.plan import AccountPlan
 from reconciler.core.report import Outcome
 from reconciler.errors import InvalidKey
+
+from .test_apply_load_times import load_change
 
 pytestmark = pytest.mark.anyio
 
@@ -64,19 +66,7 @@ async def test_loads_accepted_before_the_key_was_revoked_stay_accepted() -> None
     async def record(model_id: str, entry: LedgerEntry | None) -> None:
         recorded[model_id] = entry
 
-    changes = tuple(
-        ModelChange(
-            model_id=f"m{n}",
-            action=Action.LOAD,
-            reason="missing",
-            condition=Condition.MISSING,
-            declared=True,
-            managed=False,
-            spec={"url": f"org/m{n}"},
-            spec_hash=f"sha256:{n}",
-        )
-        for n in range(4)
-    )
+    changes = tuple(load_change(f"m{n}") for n in range(4))
     run = AccountApply(
         AccountPlan(account="acct", api=ApiKind.COMMUNITY, live_fingerprint="", changes=changes),
         RevokedMidRun(clock),  # type: ignore[arg-type]

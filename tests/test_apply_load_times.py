@@ -68,7 +68,8 @@ class SlowAnswerAccount:
         return LiveState("acct", models)
 
 
-def _load(model_id: str) -> ModelChange:
+def load_change(model_id: str) -> ModelChange:
+    """The plan's load of a missing, declared model (also used by the other apply tests)."""
     return ModelChange(
         model_id=model_id,
         action=Action.LOAD,
@@ -76,7 +77,8 @@ def _load(model_id: str) -> ModelChange:
         condition=Condition.MISSING,
         declared=True,
         managed=False,
-        spec={"url": "org/model"},
+        spec={"url": f"org/{model_id}"},
+        spec_hash=f"sha256:{model_id}",
     )
 
 
@@ -89,7 +91,7 @@ async def test_the_learnt_load_time_is_never_shorter_than_the_servers(lose_answe
         account="acct",
         api=ApiKind.COMMUNITY,
         live_fingerprint="",
-        changes=tuple(_load(f"m{n}") for n in range(7)),  # two waves under a queue of 5
+        changes=tuple(load_change(f"m{n}") for n in range(7)),  # two waves under a queue of 5
     )
     run = AccountApply(
         plan,
