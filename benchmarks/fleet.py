@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -138,8 +139,10 @@ def _command(tool: str, base_url: str, folder: Path, args: argparse.Namespace) -
         # BENCH_PROFILE=FILE runs apply under cProfile, its stats written to FILE.
         profile = os.environ.get("BENCH_PROFILE")
         profiler = ["-m", "cProfile", "-o", profile] if profile else []
+        # BENCH_WRAP="py-spy record -o F --" runs apply under another program (a profiler).
+        wrapper = shlex.split(os.environ.get("BENCH_WRAP", ""))
         return [
-            sys.executable, *profiler, "-m", "reconciler",
+            *wrapper, sys.executable, *profiler, "-m", "reconciler",
             "--api-base", base_url, *args.global_args.split(),
             "--spam-window", str(window), "apply", str(folder / "manifests"),
             "--ledger", str(folder / "ledger"), "--poll-interval", str(window),
@@ -158,12 +161,16 @@ def _one_run(
         emulator.post("_emulator/faults", {"latency_ms": args.latency_ms})
         command = _command(tool, emulator.base_url, folder, args)
         env = os.environ | keys(fleet) | {"PYTHONPATH": str(HERE.parent)}
-        started = time.perf_counter()
+        emulator_cpu = emulator.cpu_seconds()
+        started, spawned = time.perf_counter(), time.monotonic()  # the emulator's clock
         with (folder / f"{tool}.log").open("wb") as log:
             child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
             status, usage, timed_out = _wait(child, started + args.tool_timeout)
-        wall = time.perf_counter() - started
+        wall, ended = time.perf_counter() - started, time.monotonic()
+        emulator_cpu = emulator.cpu_seconds() - emulator_cpu
         timeline = emulator.get("_bench/timeline")
+        if os.environ.get("BENCH_LOG"):  # BENCH_LOG=FILE keeps the tool's standard error
+            shutil.copyfile(folder / f"{tool}.log", os.environ["BENCH_LOG"])
         if os.environ.get("BENCH_TIMELINE"):  # BENCH_TIMELINE=FILE keeps the arrivals
             Path(os.environ["BENCH_TIMELINE"]).write_text(json.dumps(timeline), "utf-8")
         state = emulator.get("_emulator/state")
@@ -179,7 +186,12 @@ def _one_run(
         "wall_s": round(wall, 3),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        # the emulator's own CPU while the tool ran: it must stay well below the tool's wall
+        "emulator_cpu_s": round(emulator_cpu, 3),
         "phase_s": round(max(arrivals) - min(arrivals), 3) if arrivals else None,
+        # start-up, reading and planning; then the report, the ledger's compaction and exit
+        "before_first_request_s": round(min(arrivals) - spawned, 3) if arrivals else None,
+        "after_last_request_s": round(ended - max(arrivals), 3) if arrivals else None,
         "requests": requests["total"],
         "endpoints": requests["endpoints"],
         "ready": ready,
@@ -250,6 +262,13 @@ def _print_row(row: dict[str, Any]) -> None:
         f"{'  TIMED OUT' if row['timed_out'] else ''}  in flight per account {peaks}",
         flush=True,
     )
+    if row["before_first_request_s"] is not None:
+        print(
+            f"  {'':<10} {row['before_first_request_s']:.2f} s to the first request, "
+            f"{row['after_last_request_s']:.2f} s after the last; "
+            f"the emulator's CPU {row['emulator_cpu_s']:.2f} s",
+            flush=True,
+        )
 
 
 def _ratios(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -173,6 +173,16 @@ class EmulatorProcess:
             self._process.wait()
         self._process = None
 
+    def cpu_seconds(self) -> float:
+        """The emulator process's CPU time so far (Linux ``/proc``; 0 elsewhere)."""
+        if self._process is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def get(self, path: str) -> Any:
         """``GET`` a control route (``_emulator/state``, ``_bench/timeline``) as JSON."""
         return httpx.get(self.root + path, timeout=120).json()

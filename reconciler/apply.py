@@ -23,7 +23,8 @@ One item failing does not stop the others; an account failing does not stop othe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -53,6 +54,15 @@ MAX_SEND_ATTEMPTS = 3
 #: in which the same listing is not refused.
 SHARE_MARGIN = 1.1
 
+#: Accounts that poll on their interval while no load time is known yet (see
+#: :class:`LoadTimes`); their first polls are staggered by a share of the interval, so that
+#: together they see the first load end sooner than one account's polls would.
+SCOUTS = 4
+
+#: While scouts find out how long a load takes, another account polls at most this many
+#: intervals apart: its loads may be quicker than theirs.
+WAIT_FOR_SCOUTS = 4.0
+
 #: Conditions in which a model's load has ended.
 _SETTLED = frozenset({Condition.READY, Condition.FAILED})
 
@@ -79,12 +89,13 @@ class _Landing(Enum):
     UNKNOWN = "unknown"
 
 
-#: Makes each ledger entry durable as soon as it is known (None removes the entry); awaited
-#: before a request is sent, so that the intent is on disk first (write-ahead).
-Recorder = Callable[[str, LedgerEntry | None], Awaitable[None]]
+#: Makes ledger entries (by model id) durable as soon as they are known (None removes an
+#: entry), together; awaited before a request is sent, so that the intent is on disk first
+#: (write-ahead).
+Recorder = Callable[[Mapping[str, LedgerEntry | None]], Awaitable[None]]
 
 
-async def _ignore_record(model_id: str, entry: LedgerEntry | None) -> None:
+async def _ignore_record(entries: Mapping[str, LedgerEntry | None]) -> None:
     """The recorder of a run without a ledger."""
 
 
@@ -130,14 +141,57 @@ class LoadTimes:
     its request *left* (an upper bound: the server started it later), and a running load is
     expected done that long after its answer *came* (the server started it before). Under
     load, when answers come late, the other pairing polled too early and listed again.
+
+    Until a first load is seen to end, only :data:`SCOUTS` accounts poll on their interval
+    (their first polls staggered); the others wait until one of them has learnt the time
+    (at most :data:`WAIT_FOR_SCOUTS` intervals), instead of every account listing once too
+    early: over 100 accounts that was a listing pass more than needed.
     """
 
     shortest: float | None = None
+    #: The accounts polling on their interval until a load time is known.
+    scouts: list[object] = field(default_factory=list)
+    #: Waits to end as soon as a load time is learnt.
+    _waiting: set[anyio.CancelScope] = field(default_factory=set)
 
     def saw(self, seconds: float) -> None:
         """A load was seen ready ``seconds`` after it was sent (an upper bound of its time)."""
         if seconds > 0 and (self.shortest is None or seconds < self.shortest):
+            first = self.shortest is None
             self.shortest = seconds
+            if first:
+                for scope in self._waiting:
+                    scope.cancel()
+
+    def scout_number(self, account: object) -> int | None:
+        """``account``'s place among the scouts (taking a free one), or None when all are taken."""
+        if account not in self.scouts:
+            if _LEFT in self.scouts:  # a place an account left, with its stagger
+                self.scouts[self.scouts.index(_LEFT)] = account
+            elif len(self.scouts) < SCOUTS:
+                self.scouts.append(account)
+            else:
+                return None
+        return self.scouts.index(account)
+
+    def leave(self, account: object) -> None:
+        """``account`` has nothing more to learn from: its place goes to another account."""
+        if account in self.scouts:
+            self.scouts[self.scouts.index(account)] = _LEFT
+
+    @contextmanager
+    def until_learnt(self) -> Iterator[None]:
+        """A block that ends early (quietly) as soon as a load time is learnt."""
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                yield
+            finally:
+                self._waiting.discard(scope)
+
+
+#: What holds a scout's place once its account left: the stagger of the others stays put.
+_LEFT = object()
 
 
 @dataclass
@@ -167,6 +221,8 @@ class AccountApply:
     stale: bool = False
     #: The last listing error while waiting, shown if the wait ends without an answer.
     listing_error: str = ""
+    #: Whether this account has polled as a scout (see :class:`LoadTimes`).
+    scouted: bool = False
 
     def __post_init__(self) -> None:
         self.clock = self.client.clock
@@ -184,6 +240,8 @@ class AccountApply:
                 await self._wait_until_settled()
         except InvalidKey as exc:  # nothing more can succeed on this account
             self._fail_unfinished(exc)
+        finally:
+            self.load_times.leave(self)
         self._settle_items()
 
     def _date_earlier_loads(self) -> None:
@@ -435,11 +493,11 @@ class AccountApply:
         The next listing comes a poll interval after the last one (not after the end of the
         last wait), and never sooner than the spam window plus a margin: polling at exactly
         the spam window would keep the identical listing refused for any other run (a pull
-        request's plan during a scheduled repair) for as long as this one waits.
+        request's plan during a scheduled repair) for as long as this one waits. Once a load
+        time is known, not before the earliest load can be done; before, see
+        :class:`LoadTimes` for who polls.
         """
-        interval = max(self.options.poll_interval, self.client.spam_window * SHARE_MARGIN)
-        wake = min(max(self.last_listed + interval, self._earliest_done()), self.deadline)
-        await self.clock.sleep(max(0.0, wake - self.clock.now()))
+        await self._wait_for_poll()
         try:
             await self._refresh()
         except InvalidKey:
@@ -449,6 +507,39 @@ class AccountApply:
             self.progress.event(self.plan.account, f"listing failed, trying again: {exc}")
             return
         self._report("waiting")
+
+    async def _wait_for_poll(self) -> None:
+        interval = max(self.options.poll_interval, self.client.spam_window * SHARE_MARGIN)
+        while True:
+            wake = self.last_listed + interval
+            learning = self.load_times.shortest is None and self._running()
+            scout = self.load_times.scout_number(self) if learning else None
+            if not learning:
+                self.load_times.leave(self)
+                wake = max(wake, self._earliest_done())
+            elif scout is not None:
+                if not self.scouted:  # staggered: the scouts' listings fall at other instants
+                    wake += interval * scout / SCOUTS
+                self.scouted = True
+            else:
+                wake = min(self.last_listed + interval * WAIT_FOR_SCOUTS, self.deadline)
+                with self.load_times.until_learnt():
+                    await self._sleep_until(wake)
+                if self.clock.now() < wake:
+                    continue  # a load time was learnt: wait for this account's loads
+                return
+            await self._sleep_until(min(wake, self.deadline))
+            return
+
+    async def _sleep_until(self, instant: float) -> None:
+        await self.clock.sleep(max(0.0, instant - self.clock.now()))
+
+    def _running(self) -> bool:
+        """Whether a load this run sent is still running, as far as the listings say."""
+        return any(
+            item.sent and item.outcome is None and not item.seen_ready
+            for item in self.items.values()
+        )
 
     def _earliest_done(self) -> float:
         """When the earliest load still running can be done, as far as this run has seen."""
@@ -569,11 +660,18 @@ class AccountApply:
         )
 
     async def record_outcomes(self) -> None:
-        """Record what became of each item, once the run is over (see :meth:`final_event`)."""
+        """Record what became of each item, once the run is over (see :meth:`final_event`).
+
+        All in one write: these follow what already happened (nothing is sent after them), so
+        they need not be durable one by one; an account adopting 10k models waits once.
+        """
+        outcomes: dict[str, LedgerEntry | None] = {}
         for item in self.items.values():
             event = self.final_event(item)
             if event is not None:
-                await self._note(item, event)
+                outcomes[item.change.model_id] = self._fold(item, event)
+        if outcomes:
+            await self.record(outcomes)
 
     def final_event(self, item: _Item) -> LedgerEvent | None:
         """The ledger event an item's end leaves, or None when its entry stays as it is.
@@ -618,6 +716,10 @@ class AccountApply:
 
     async def _note(self, item: _Item, event: LedgerEvent) -> None:
         """Fold ``event`` into the item's entry and record it (durably) at once."""
+        await self.record({item.change.model_id: self._fold(item, event)})
+
+    def _fold(self, item: _Item, event: LedgerEvent) -> LedgerEntry | None:
+        """The item's entry with ``event`` folded in, kept as the run's current entry."""
         change = item.change
         entry = next_entry(
             self.entries.get(change.model_id),
@@ -631,7 +733,7 @@ class AccountApply:
             self.entries.pop(change.model_id, None)
         else:
             self.entries[change.model_id] = entry
-        await self.record(change.model_id, entry)
+        return entry
 
 
 def _confirms(entry: LedgerEntry, spec_hash: str, now: Condition) -> bool:

@@ -217,9 +217,9 @@ async def apply_plan(
     load_times = LoadTimes()  # learnt by every account's run, used by all
 
     def recorder(account: str) -> Recorder:
-        async def record(model_id: str, entry: LedgerEntry | None) -> None:
+        async def record(entries: Mapping[str, LedgerEntry | None]) -> None:
             if session is not None:
-                await session.record(account, model_id, entry)
+                await session.record_many(account, entries)
 
         return record
 

@@ -63,8 +63,8 @@ async def test_loads_accepted_before_the_key_was_revoked_stay_accepted() -> None
     clock = FakeClock()
     recorded: dict[str, LedgerEntry | None] = {}
 
-    async def record(model_id: str, entry: LedgerEntry | None) -> None:
-        recorded[model_id] = entry
+    async def record(entries: Mapping[str, LedgerEntry | None]) -> None:
+        recorded.update(entries)
 
     changes = tuple(load_change(f"m{n}") for n in range(4))
     run = AccountApply(

@@ -1,7 +1,8 @@
 """The HTTP client of the ModelsLab model-management API: the only code that talks to it.
 
-:class:`ApiClient` owns the connection pools (one ``httpx.AsyncClient`` per account; the network
-is injected as a transport, so tests run the emulator in-process or an ``httpx.MockTransport``),
+:class:`ApiClient` owns the connection pool (one ``httpx.AsyncClient`` over the
+:mod:`.transport` of aiohttp; tests inject another transport: the emulator in-process or an
+``httpx.MockTransport``),
 a global concurrency limit and the spam-window guard, and sends one request at a time through
 them. :meth:`ApiClient.account` gives an :class:`AccountClient` per account with one method per
 thing the engine does: read the live state, load, reload, delete, verify.
@@ -59,6 +60,7 @@ from reconciler.api.settings import (
     concurrency_for,
 )
 from reconciler.api.spam import PastDeadline, SpamGuard
+from reconciler.api.transport import AiohttpTransport
 from reconciler.api.urls import DEFAULT_API_BASE, normalise_api_base, resolve_api_base
 from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.core.live import LiveState, community_live_state, enterprise_live_state
@@ -91,9 +93,10 @@ OVERTIME = 1.0
 class Accepted(NamedTuple):
     """A change the API accepted: its message, and when the accepted request started.
 
-    ``sent_at`` is an instant of the run's clock taken as the accepted attempt began (after
-    any refused ones): the change started on the server after it, so a time measured from it
-    is never shorter than the server's.
+    ``sent_at`` is an instant of the run's clock taken as the accepted attempt's request went
+    to the wire (after any refused ones, after the waits for a turn and for the limits): the
+    change started on the server after it, so a time measured from it is never shorter than
+    the server's, and no longer than it has to be (apply learns load times from it).
     """
 
     message: str
@@ -117,7 +120,6 @@ class ApiClient:
         self.clock = clock
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
-        self._pools: dict[str, httpx.AsyncClient] = {}
         self._limiter = anyio.Semaphore(settings.max_concurrency)
         self._account_limiters: dict[str, anyio.Semaphore] = {}
         self._spam = SpamGuard(settings.spam_window, clock)
@@ -133,8 +135,11 @@ class ApiClient:
         return self
 
     def _new_http(self) -> httpx.AsyncClient:
+        transport = self._transport or AiohttpTransport(
+            ssl_context=_ssl_context(), max_connections=self.settings.max_concurrency
+        )
         return httpx.AsyncClient(
-            transport=self._transport,
+            transport=transport,
             timeout=httpx.Timeout(
                 self.settings.request_timeout,
                 connect=min(self.settings.request_timeout, self.settings.unreachable_deadline),
@@ -149,35 +154,15 @@ class ApiClient:
             verify=_ssl_context(),
         )
 
-    def _http_for(self, account: str) -> httpx.AsyncClient:
-        """The account's own connection pool; the shared one when a transport was injected.
-
-        httpcore hands a request a connection by scanning every connection of its pool, for
-        every queued request: with one pool for a run of 100 accounts (hundreds of
-        connections) that scan was most of apply's CPU. A pool per account stays as small as
-        the account's queue limit. The pools share everything else (settings, TLS context).
-        """
-        if self._http is None:
-            raise RuntimeError("ApiClient must be used as `async with ApiClient(...)`")
-        if self._transport is not None:
-            return self._http
-        pool = self._pools.get(account)
-        if pool is None:
-            pool = self._pools[account] = self._new_http()
-        return pool
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        pools, self._pools = [*self._pools.values()], {}
         if self._http is not None:
-            pools.append(self._http)
-            self._http = None
-        for pool in pools:
-            await pool.aclose()
+            http, self._http = self._http, None
+            await http.aclose()
 
     def __repr__(self) -> str:
         return f"ApiClient(requests_sent={self._requests_sent}, settings={self.settings!r})"
@@ -205,8 +190,11 @@ class ApiClient:
         payload: Mapping[str, Any],
         limiter: anyio.Semaphore,
         not_after: float,
+        sent: list[float] | None = None,
     ) -> Any:
         """Send one request once: after its spam-window turn, within both limits.
+
+        ``sent`` (when given) receives the instant the request went to the wire.
 
         The turn is given back when the request never left this machine (a refused connection,
         an unusable URL, a cancellation before sending), so its retry need not wait a window,
@@ -219,7 +207,7 @@ class ApiClient:
         try:
             async with limiter, self._limiter:
                 exchanging = True
-                return await self._exchange(where, url, payload, not_after)
+                return await self._exchange(where, url, payload, not_after, sent)
         except ApiUnreachable as exc:
             if not exc.answer_lost:
                 self._spam.release(booking)
@@ -233,13 +221,22 @@ class ApiClient:
             raise
 
     async def _exchange(
-        self, where: Where, url: str, payload: Mapping[str, Any], not_after: float
+        self,
+        where: Where,
+        url: str,
+        payload: Mapping[str, Any],
+        not_after: float,
+        sent: list[float] | None,
     ) -> Any:
         """One request and its whole answer, within ``request_timeout`` and ``not_after``."""
-        http = self._http_for(where.account)
+        http = self._http
+        if http is None:
+            raise RuntimeError("ApiClient must be used as `async with ApiClient(...)`")
         started = self.clock.now()
         timeout = min(self.settings.request_timeout, max(not_after - started, OVERTIME))
         self._requests_sent += 1
+        if sent is not None:
+            sent[:] = [started]
         try:
             # A total cap, body included: httpx times each phase (and each read) alone, so a
             # trickling body would otherwise never time out. On the run's clock: a fake one
@@ -420,12 +417,10 @@ class AccountClient:
         self, endpoint: str, payload: Mapping[str, Any], deadline: float | None
     ) -> Accepted:
         clock = self._owner.clock
-        started = clock.now()
+        sent = [clock.now()]  # each attempt sets it: refusals before the accepted one excluded
 
         async def attempt(not_after: float) -> wire.StatusMessage:
-            nonlocal started
-            started = clock.now()  # the accepted attempt's start: refusals before it excluded
-            return await self._call(endpoint, payload, wire.StatusMessage, not_after)
+            return await self._call(endpoint, payload, wire.StatusMessage, not_after, sent)
 
         answer = await retrying(
             mutation_backoff,
@@ -435,12 +430,17 @@ class AccountClient:
             clock,
             deadline,
         )
-        return Accepted(answer.message, started)
+        return Accepted(answer.message, sent[0])
 
     async def _call(
-        self, endpoint: str, payload: Mapping[str, Any], model: type[M], not_after: float
+        self,
+        endpoint: str,
+        payload: Mapping[str, Any],
+        model: type[M],
+        not_after: float,
+        sent: list[float] | None = None,
     ) -> M:
         where = self._where(endpoint)
         url = self._base_url + endpoint
-        data = await self._owner._send(where, url, payload, self._limiter, not_after)
+        data = await self._owner._send(where, url, payload, self._limiter, not_after, sent)
         return parse(model, data, where)

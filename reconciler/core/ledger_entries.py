@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 #: ``pending`` marks an entry that holds only an intent: nothing was ever confirmed for it.
 RecordedOutcome = Literal["applied", "ready", "failed", "adopted", "deleted", "pending"]
@@ -70,6 +70,11 @@ class LedgerEntry(BaseModel):
     pending: Intent | None = Field(
         default=None, description="A request that may have been sent and is not confirmed."
     )
+
+    @field_serializer("spec")
+    def _sorted_spec(self, spec: dict[str, str]) -> dict[str, str]:
+        """Keys in order wherever an entry is written (files, journal, branch): small diffs."""
+        return dict(sorted(spec.items()))
 
     @property
     def confirmed(self) -> bool:

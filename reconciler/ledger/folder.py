@@ -86,16 +86,11 @@ class AccountFile(BaseModel):
 def account_file_text(document: AccountFile) -> str:
     """The account file's text: models sorted by id, indent 2, so that diffs stay small.
 
-    Serialised by pydantic-core in one call: a file of 100k entries takes a fraction of a
-    second, where ``json.dumps(indent=...)`` (pure Python) takes seconds.
+    Serialised by pydantic-core in one call (each spec's keys sorted by its serializer): a
+    file of 100k entries takes a fraction of a second, where ``json.dumps(indent=...)`` (pure
+    Python) takes seconds.
     """
-    models = {
-        model_id: entry.model_copy(update={"spec": dict(sorted(entry.spec.items()))})
-        if list(entry.spec) != sorted(entry.spec)
-        else entry
-        for model_id, entry in sorted(document.models.items())
-    }
-    ordered = document.model_copy(update={"models": models})
+    ordered = document.model_copy(update={"models": dict(sorted(document.models.items()))})
     return ordered.model_dump_json(indent=2, exclude_none=True) + "\n"
 
 
@@ -406,6 +401,8 @@ class FolderSession:
         self._journal = JournalFile(ledger.path / JOURNAL_NAME)
         self._commit = GroupCommit(self._journal.append, str(self._journal.path))
         self._touched: set[str] = set()
+        #: Touched accounts with records their file does not hold yet (see :meth:`compact`).
+        self._dirty: set[str] = set()
         #: Things the user should know about the ledger (the git store adds take-overs).
         self.notices: list[str] = []
 
@@ -439,14 +436,28 @@ class FolderSession:
 
     async def record(self, account: str, model_id: str, entry: LedgerEntry | None) -> None:
         """Set (or remove) one entry; durable when this returns. O(1) in the ledger's size."""
-        data = entry.model_dump(mode="json", exclude_none=True) if entry is not None else None
-        await self._commit.submit(journal_line(account, model_id, data))
+        await self.record_many(account, {model_id: entry})
+
+    async def record_many(self, account: str, entries: Mapping[str, LedgerEntry | None]) -> None:
+        """Set (or remove) several entries of one account with one journal write."""
+        await self._commit.submit(
+            *(
+                journal_line(
+                    account,
+                    model_id,
+                    entry.model_dump(mode="json", exclude_none=True) if entry else None,
+                )
+                for model_id, entry in entries.items()
+            )
+        )
         models = self._accounts.setdefault(account, {})
-        if entry is None:
-            models.pop(model_id, None)
-        else:
-            models[model_id] = entry
+        for model_id, entry in entries.items():
+            if entry is None:
+                models.pop(model_id, None)
+            else:
+                models[model_id] = entry
         self._touched.add(account)
+        self._dirty.add(account)  # after the entry is in: a compaction running now may miss it
 
     async def claim(self, accounts: Collection[str]) -> None:
         """Nothing to claim: the folder's lock already holds every account for this run."""
@@ -460,6 +471,8 @@ class FolderSession:
     def compact(self, accounts: Collection[str]) -> None:
         """Write each account's file from the current entries (an empty account's is removed)."""
         for account in sorted(accounts):
+            # Before the entries are read: a record that lands after this marks it again.
+            self._dirty.discard(account)
             models = self._accounts.get(account, {})
             if not models and account not in self.claims:
                 self.ledger.remove_account(account)
@@ -473,9 +486,12 @@ class FolderSession:
             self.ledger.write_account(account, document)
 
     def close(self) -> None:
-        """Compact every touched account, then drop the journal (it is folded in)."""
+        """Compact the accounts recorded since their last compaction, then drop the journal.
+
+        An account checkpointed when its part of the run ended is not written twice.
+        """
         self._journal.close()
-        self.compact(self._touched)
+        self.compact(self._dirty)
         with suppress(FileNotFoundError):
             (self.ledger.path / JOURNAL_NAME).unlink()
 

@@ -244,6 +244,10 @@ class GitSession:
         """Record locally (journal); pushed at the next checkpoint."""
         await self.local.record(account, model_id, entry)
 
+    async def record_many(self, account: str, entries: Mapping[str, LedgerEntry | None]) -> None:
+        """Record several entries locally with one journal write."""
+        await self.local.record_many(account, entries)
+
     async def claim(self, accounts: Collection[str]) -> None:
         """Claim ``accounts`` on the branch before anything is sent; LedgerLocked if taken."""
         wanted = set(accounts) - self.claimed

@@ -121,10 +121,14 @@ class GroupCommit:
         self._open = _Batch()
         self._writing = False
 
-    async def submit(self, line: str) -> None:
-        """Append ``line``; return once it is on disk. Raises LedgerError if it cannot be."""
+    async def submit(self, *lines: str) -> None:
+        """Append ``lines``; return once they are on disk. Raises LedgerError if they cannot be.
+
+        The lines of one call go in the same batch, so a writer with many records (the
+        outcomes at the end of an account's run) waits for one write, not one per record.
+        """
         batch = self._open
-        batch.lines.append(line)
+        batch.lines.extend(lines)
         if self._writing:
             await batch.done.wait()
         else:

@@ -7,7 +7,7 @@ exactly what a run wrote and when (intents before requests, answers as they came
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from reconciler.core.ledger_entries import LEDGER_FORMAT_VERSION, LedgerEntry, LedgerState
 
@@ -38,6 +38,11 @@ class MemorySession:
             models.pop(model_id, None)
         else:
             models[model_id] = entry
+
+    async def record_many(self, account: str, entries: Mapping[str, LedgerEntry | None]) -> None:
+        """Keep several records, in order."""
+        for model_id, entry in entries.items():
+            await self.record(account, model_id, entry)
 
     async def claim(self, accounts: Collection[str]) -> None:
         """Note the claim; nothing else can hold a memory ledger."""

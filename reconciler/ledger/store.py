@@ -17,7 +17,7 @@ Two stores share one layout (one JSON file per account):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
@@ -60,6 +60,10 @@ class LedgerSession(Protocol):
 
     async def record(self, account: str, model_id: str, entry: LedgerEntry | None) -> None:
         """Set or remove one entry; on disk when this returns (write-ahead)."""
+        ...
+
+    async def record_many(self, account: str, entries: Mapping[str, LedgerEntry | None]) -> None:
+        """Set or remove several entries of one account; on disk when this returns."""
         ...
 
     async def claim(self, accounts: Collection[str]) -> None:

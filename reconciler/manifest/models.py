@@ -15,6 +15,7 @@ This module does no I/O: reading files and locating errors is :mod:`reconciler.m
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -437,6 +438,12 @@ class LoadedAccount:
 
     def desired(self) -> tuple[DesiredModel, ...]:
         """The declared models, resolved (see :func:`resolve_models`)."""
+        return self._resolved
+
+    @functools.cached_property
+    def _resolved(self) -> tuple[DesiredModel, ...]:
+        # Once per run: apply plans each account twice (before and after), and resolving
+        # hashes every spec; the validated spec is frozen, so the result cannot go stale.
         return resolve_models(self.spec)
 
     def origin(self, model_id: str) -> str:

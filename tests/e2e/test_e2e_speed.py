@@ -22,6 +22,7 @@ from reconciler.api.client import (
     concurrency_for,
 )
 from reconciler.api.secret import ApiKey
+from reconciler.api.transport import AiohttpTransport
 from reconciler.cli import build_run
 
 from .e2e_support import (
@@ -111,16 +112,23 @@ def test_the_cap_is_set_from_the_flag_or_the_accounts(world: World) -> None:
     assert flagged.settings.max_concurrency == 3
 
 
-def test_each_account_reads_through_its_own_pool_over_real_http(world: World) -> None:
-    async def read_two() -> tuple[int, bool]:
+def test_every_account_reads_over_one_aiohttp_pool_closed_at_the_end(world: World) -> None:
+    async def read_two() -> tuple[list[str], bool]:
         async with ApiClient(ClientSettings(spam_window=0.0)) as api:
+            http = api._http
+            assert http is not None
+            transport = http._transport
+            assert isinstance(transport, AiohttpTransport)
+            read = []
             for name in ("studio", "farm"):
                 api_kind, limit, key_env = ACCOUNTS[name]
                 key = ApiKey(os.environ[key_env])
                 account = api.account(name, api_kind, key, world.emulator.base_url, limit)
-                await account.read_live()
-            pools = list(api._pools.values())
-        return len(pools), all(pool.is_closed for pool in pools)
+                read.append(sorted((await account.read_live()).models))
+            session = transport._session
+            assert session is not None and not session.closed
+        return read[0], session.closed
 
     world.seed("studio", "seeded")
-    assert anyio.run(read_two) == (2, True)
+    models, closed = anyio.run(read_two)
+    assert models and closed

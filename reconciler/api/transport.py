@@ -1,0 +1,142 @@
+"""The client's way onto the network: an ``httpx`` transport that sends with ``aiohttp``.
+
+The client speaks ``httpx`` (requests, responses, the error tree, injected transports in tests);
+this transport only carries each request over the wire. httpcore's pool and h11 parser cost
+about 0.65 ms of CPU per request, aiohttp (a C parser, a pool without a scan of every
+connection) about 0.1: over a 1,000-load apply that is most of the client's CPU, and the
+CPU is what spaces the loads of one wave (issue 11).
+
+What is kept of httpx's behaviour: the connect timeout (``Timeout.connect``), no redirects,
+no decompression (the client's ``BodyReader`` decodes, bounded), the TLS context, and proxies
+from the environment (``HTTPS_PROXY``, ``NO_PROXY``…), read here rather than by aiohttp's
+``trust_env``, which would also send ``~/.netrc`` credentials to the API host.
+
+Every aiohttp error leaves as the httpx error the client already understands, and the line
+between "never sent" and "the answer was lost" is kept: only a failure to connect (refused,
+timed out, TLS, proxy) is "never sent"; anything after the connection is up may have reached
+the server, so the engine re-observes before resending.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import aiohttp
+import httpx
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """One aiohttp session for every request of a client; made on first use (it needs a loop)."""
+
+    def __init__(self, *, ssl_context: ssl.SSLContext, max_connections: int) -> None:
+        self._ssl = ssl_context
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], str | None] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=0, ssl=self._ssl
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(
+                f"unsupported protocol {url.scheme!r}: http or https only"
+            )
+        if url.port is not None and not 0 < url.port < 1 << 16:
+            raise httpx.InvalidURL(f"the port {url.port} is out of range")
+        timeouts = request.extensions.get("timeout", {})
+        session = self._open()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        with _as_httpx_errors():
+            answer = await session.request(
+                request.method,
+                str(url),
+                headers=headers,
+                data=request.content or None,
+                allow_redirects=False,
+                proxy=self._proxy_for(url.scheme, url.host),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=timeouts.get("connect"), sock_read=None
+                ),
+            )
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.raw_headers,
+            stream=_Body(answer),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    def _proxy_for(self, scheme: str, host: str) -> str | None:
+        """The proxy the environment names for ``scheme://host`` (None: ``NO_PROXY``, or none)."""
+        where = (scheme, host)
+        if where not in self._proxies:
+            proxies = urllib.request.getproxies_environment()
+            proxy = proxies.get(scheme) or proxies.get("all")
+            if not proxy or urllib.request.proxy_bypass(host):
+                proxy = None
+            elif "://" not in proxy:
+                proxy = f"http://{proxy}"
+            self._proxies[where] = proxy
+        return self._proxies[where]
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body as it arrives, still encoded; closing it frees (or drops) the connection."""
+
+    def __init__(self, answer: aiohttp.ClientResponse) -> None:
+        self._answer = answer
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for chunk in self._answer.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        # A body read to its end gives the connection back to the pool; any other is closed.
+        self._answer.release()
+
+
+@contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """aiohttp's errors as httpx's, on the right side of "never sent" (see the module)."""
+    try:
+        yield
+    except aiohttp.ClientProxyConnectionError as exc:
+        raise httpx.ProxyError(str(exc) or "the proxy could not be reached") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise httpx.ConnectError(str(exc) or "the connection failed") from exc
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise httpx.ConnectTimeout(str(exc) or "the connection timed out") from exc
+    except aiohttp.NonHttpUrlClientError as exc:
+        raise httpx.UnsupportedProtocol(str(exc)) from exc
+    except aiohttp.InvalidURL as exc:
+        raise httpx.InvalidURL(str(exc) or "the URL is not valid") from exc
+    except aiohttp.SocketTimeoutError as exc:
+        raise httpx.ReadTimeout(str(exc) or "the answer stopped coming") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise httpx.ReadError(str(exc) or "the body was cut short") from exc
+    except aiohttp.ClientResponseError as exc:  # not HTTP, or headers over aiohttp's limits
+        raise httpx.RemoteProtocolError(exc.message or "the answer is not valid HTTP") from exc
+    except (aiohttp.ClientError, OSError) as exc:  # dropped, reset: after the connection was up
+        raise httpx.ReadError(str(exc) or type(exc).__name__) from exc

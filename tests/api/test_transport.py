@@ -1,0 +1,159 @@
+"""The aiohttp transport over real sockets: what it sends, and which side of "sent" it fails on.
+
+Each test serves one scripted answer from a raw TCP server on loopback, then checks what the
+client made of it. The line that matters: a failure to connect is "never sent" (retried
+freely), and any failure once the connection is up is "the answer was lost" (the engine
+looks at the listing before it sends a load again).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+import pytest
+
+from reconciler.api.client import ApiClient, ClientSettings
+from reconciler.api.secret import ApiKey
+from reconciler.api.transport import AiohttpTransport
+from reconciler.errors import ApiUnreachable
+
+from .test_client_unreachable import closed_port
+
+pytestmark = pytest.mark.anyio
+
+SETTINGS = ClientSettings(spam_window=0.0, retry_attempts=1, request_timeout=5.0, deadline=5.0)
+OK = b'{"status": "success", "models": [{"model_id": "m1"}]}'
+
+Script = Callable[[anyio.abc.SocketStream], Awaitable[None]]
+
+
+async def _read_request(stream: anyio.abc.SocketStream) -> bytes:
+    """Read one request (headers and a Content-Length body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    while len(body) < length:
+        body += await stream.receive()
+    return data
+
+
+@asynccontextmanager
+async def serving(script: Script, seen: list[bytes] | None = None) -> AsyncIterator[str]:
+    """A loopback server running ``script`` on each connection; yields its API base URL."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            request = await _read_request(stream)
+            if seen is not None:
+                seen.append(request)
+            await script(stream)
+
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, handle)
+        try:
+            yield f"http://127.0.0.1:{port}/api/"
+        finally:
+            group.cancel_scope.cancel()
+
+
+def answer(body: bytes, *headers: str, status: str = "200 OK") -> Script:
+    async def send(stream: anyio.abc.SocketStream) -> None:
+        lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
+        await stream.send(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+
+    return send
+
+
+async def read_once(base: str) -> list[str]:
+    async with ApiClient(SETTINGS) as api:
+        account = api.account("acct", "enterprise", ApiKey("sk-transport-test"), base)
+        return sorted((await account.read_live()).models)
+
+
+async def test_an_answer_comes_through_with_the_clients_own_headers() -> None:
+    seen: list[bytes] = []
+    async with serving(answer(OK, "Content-Type: application/json"), seen) as base:
+        assert await read_once(base) == ["m1"]
+    head = seen[0].split(b"\r\n\r\n")[0].decode().lower()
+    assert "user-agent: reconciler" in head and "aiohttp" not in head
+    assert "accept-encoding: gzip, deflate" in head
+    assert json.loads(seen[0].split(b"\r\n\r\n", 1)[1]) == {"key": "sk-transport-test"}
+
+
+async def test_a_compressed_answer_reaches_the_client_compressed_and_is_decoded_there() -> None:
+    async with serving(answer(gzip.compress(OK), "Content-Encoding: gzip")) as base:
+        assert await read_once(base) == ["m1"]
+
+
+async def test_a_refused_connection_was_never_sent() -> None:
+    with pytest.raises(ApiUnreachable) as caught:
+        await read_once(f"http://127.0.0.1:{closed_port()}/api/")
+    assert not caught.value.answer_lost
+
+
+async def _close(stream: anyio.abc.SocketStream) -> None:
+    await stream.aclose()
+
+
+async def _garbage(stream: anyio.abc.SocketStream) -> None:
+    await stream.send(b"this is not HTTP at all\r\n\r\n")
+
+
+async def _cut_short(stream: anyio.abc.SocketStream) -> None:
+    await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + OK[:10])
+
+
+@pytest.mark.parametrize(
+    "script", [_close, _garbage, _cut_short], ids=["closed", "not-http", "cut-short"]
+)
+async def test_a_failure_after_the_request_went_out_is_a_lost_answer(script: Script) -> None:
+    async with serving(script) as base:
+        with pytest.raises(ApiUnreachable) as caught:
+            await read_once(base)
+    assert caught.value.answer_lost, caught.value
+
+
+async def test_a_proxy_from_the_environment_is_used_unless_no_proxy_exempts_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[bytes] = []
+    async with serving(answer(OK), seen) as proxy:
+        origin = "http://api.invalid/api/"
+        monkeypatch.setenv("HTTP_PROXY", proxy.removesuffix("/api/"))
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        assert await read_once(origin) == ["m1"]
+        assert seen[-1].startswith(b"POST http://api.invalid/api/v1/enterprise/get_all_models ")
+        monkeypatch.setenv("NO_PROXY", "api.invalid")
+        with pytest.raises(ApiUnreachable):  # straight to the host, which does not exist
+            await read_once(origin)
+    assert len(seen) == 1
+
+
+async def test_the_transport_refuses_other_schemes_and_ports_out_of_range() -> None:
+    transport = AiohttpTransport(ssl_context=httpx.create_ssl_context(), max_connections=4)
+    try:
+        for url, error in [
+            ("ftp://127.0.0.1/x", httpx.UnsupportedProtocol),
+            ("http://127.0.0.1:70000/x", httpx.InvalidURL),
+        ]:
+            with pytest.raises(error):
+                await transport.handle_async_request(httpx.Request("POST", url, content=b"{}"))
+    finally:
+        await transport.aclose()
