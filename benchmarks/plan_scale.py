@@ -10,6 +10,7 @@ is counted. Each run is bounded by ``--timeout``.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ def plan_run(total: int, accounts: int, timeout: float, output: str = "text") ->
         write_seed(fleet, folder / "seed.json", {"spam_window_seconds": 0})
         with EmulatorProcess(folder / "seed.json") as emulator:
             command = [
+                # BENCH_WRAP="py-spy record -o F --" runs plan under another program (a profiler)
+                *shlex.split(os.environ.get("BENCH_WRAP", "")),
                 sys.executable,
                 "-m",
                 "reconciler",

@@ -25,9 +25,7 @@ a request body or a response body into a log line, an exception or a ``repr``.
 
 from __future__ import annotations
 
-import functools
 import logging
-import ssl
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
@@ -135,9 +133,7 @@ class ApiClient:
         return self
 
     def _new_http(self) -> httpx.AsyncClient:
-        transport = self._transport or AiohttpTransport(
-            ssl_context=_ssl_context(), max_connections=self.settings.max_concurrency
-        )
+        transport = self._transport or AiohttpTransport(self.settings.max_concurrency)
         return httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(
@@ -151,7 +147,8 @@ class ApiClient:
                 "User-Agent": "reconciler",
             },
             follow_redirects=False,
-            verify=_ssl_context(),
+            # Proxies from the environment are the transport's: httpx would route around it.
+            trust_env=False,
         )
 
     async def __aexit__(
@@ -265,12 +262,6 @@ async def _read_body(response: httpx.Response, where: Where, limit: int) -> byte
     async for chunk in response.aiter_raw():
         reader.feed(chunk)
     return reader.finish()
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """One TLS context for every pool: building one loads the CA bundle (milliseconds)."""
-    return httpx.create_ssl_context()
 
 
 def _log(where: Where, outcome: str, elapsed: float) -> None:

@@ -7,9 +7,11 @@ connection) about 0.1: over a 1,000-load apply that is most of the client's CPU,
 CPU is what spaces the loads of one wave (issue 11).
 
 What is kept of httpx's behaviour: the connect timeout (``Timeout.connect``), no redirects,
-no decompression (the client's ``BodyReader`` decodes, bounded), the TLS context, and proxies
-from the environment (``HTTPS_PROXY``, ``NO_PROXY``…), read here rather than by aiohttp's
-``trust_env``, which would also send ``~/.netrc`` credentials to the API host.
+no decompression (the client's ``BodyReader`` decodes, bounded), httpx's TLS context (its CA
+bundle, ``SSL_CERT_FILE``; made on the first https request only: loading a CA bundle costs
+tens of milliseconds a plan against loopback need not pay), and proxies from the environment
+(``HTTPS_PROXY``, ``NO_PROXY``…), read here rather than by aiohttp's ``trust_env``, which
+would also send ``~/.netrc`` credentials to the API host.
 
 Every aiohttp error leaves as the httpx error the client already understands, and the line
 between "never sent" and "the answer was lost" is kept: only a failure to connect (refused,
@@ -19,6 +21,7 @@ the server, so the engine re-observes before resending.
 
 from __future__ import annotations
 
+import functools
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -31,17 +34,14 @@ import httpx
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session for every request of a client; made on first use (it needs a loop)."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext, max_connections: int) -> None:
-        self._ssl = ssl_context
+    def __init__(self, max_connections: int) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str], str | None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=0, ssl=self._ssl
-            )
+            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,
@@ -70,6 +70,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=request.content or None,
                 allow_redirects=False,
                 proxy=self._proxy_for(url.scheme, url.host),
+                ssl=_tls_context() if url.scheme == "https" else True,
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=timeouts.get("connect"), sock_read=None
                 ),
@@ -140,3 +141,9 @@ def _as_httpx_errors() -> Iterator[None]:
         raise httpx.RemoteProtocolError(exc.message or "the answer is not valid HTTP") from exc
     except (aiohttp.ClientError, OSError) as exc:  # dropped, reset: after the connection was up
         raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's TLS context (certifi's CA bundle, ``SSL_CERT_FILE``), made once when first needed."""
+    return httpx.create_ssl_context()

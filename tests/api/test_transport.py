@@ -147,7 +147,7 @@ async def test_a_proxy_from_the_environment_is_used_unless_no_proxy_exempts_the_
 
 
 async def test_the_transport_refuses_other_schemes_and_ports_out_of_range() -> None:
-    transport = AiohttpTransport(ssl_context=httpx.create_ssl_context(), max_connections=4)
+    transport = AiohttpTransport(max_connections=4)
     try:
         for url, error in [
             ("ftp://127.0.0.1/x", httpx.UnsupportedProtocol),
