@@ -293,7 +293,7 @@ class AccountApply:
                             "not-converged",
                         )
                     return
-                await self._poll()
+                await self._poll(all_sent=False)
                 continue
             free = self.client.queue_limit - self._in_flight()
             wave, queue = queue[:free], queue[free:]
@@ -353,9 +353,11 @@ class AccountApply:
             item.attempts += 1
             # Before the request: if its answer is lost but a listing proves it landed, the
             # load started after this instant (a safe, if loose, start for learning its time).
-            item.requested_at = self.clock.now()
+            item.requested_at = item.sent_at = self.clock.now()
             try:
-                item.requested_at = (await self._request(change)).sent_at
+                accepted = await self._request(change)
+                item.requested_at = accepted.sent_at
+                item.sent_at = accepted.answered_at or self.clock.now()
             except InvalidKey:
                 await self._note(item, LedgerEvent.ABANDONED)
                 raise
@@ -387,8 +389,9 @@ class AccountApply:
             )
             return
         item.sent = self.stale = True
-        item.sent_at = self.clock.now()
-        if not item.unconfirmed:  # else the intent stays: the next run looks again
+        if item.unconfirmed:  # no answer, the intent stays: the next run looks again
+            item.sent_at = self.clock.now()  # the load started before now, at the latest
+        else:
             await self._note(item, LedgerEvent.ACCEPTED)
         self._mark_loading(change.model_id)
         self.progress.event(
@@ -438,7 +441,7 @@ class AccountApply:
         while self._waiting_on():
             if self.clock.now() >= self.deadline:
                 return
-            await self._poll()
+            await self._poll(all_sent=True)
             await self._resend_lost()
 
     async def _resend_lost(self) -> None:
@@ -487,17 +490,20 @@ class AccountApply:
             and self.live.condition(item.change.model_id) not in _SETTLED
         ]
 
-    async def _poll(self) -> None:
+    async def _poll(self, *, all_sent: bool) -> None:
         """Wait for the next listing and list again; a failed listing is a skipped poll.
 
         The next listing comes a poll interval after the last one (not after the end of the
         last wait), and never sooner than the spam window plus a margin: polling at exactly
         the spam window would keep the identical listing refused for any other run (a pull
         request's plan during a scheduled repair) for as long as this one waits. Once a load
-        time is known, not before the earliest load can be done; before, see
-        :class:`LoadTimes` for who polls.
+        time is known, not before a running load can be done: the earliest while loads wait
+        for its place in the queue; once ``all_sent``, the last (one listing then sees a whole
+        wave whose answers came apart, where one at the earliest would see part of it), but
+        never later than an interval after the earliest (what polling for the earliest and
+        then on the interval would do). Before a load time is known, see :class:`LoadTimes`.
         """
-        await self._wait_for_poll()
+        await self._wait_for_poll(all_sent)
         try:
             await self._refresh()
         except InvalidKey:
@@ -508,7 +514,7 @@ class AccountApply:
             return
         self._report("waiting")
 
-    async def _wait_for_poll(self) -> None:
+    async def _wait_for_poll(self, all_sent: bool) -> None:
         interval = max(self.options.poll_interval, self.client.spam_window * SHARE_MARGIN)
         while True:
             wake = self.last_listed + interval
@@ -516,7 +522,8 @@ class AccountApply:
             scout = self.load_times.scout_number(self) if learning else None
             if not learning:
                 self.load_times.leave(self)
-                wake = max(wake, self._earliest_done())
+                earliest, latest = self._done_by()
+                wake = max(wake, min(latest, earliest + interval) if all_sent else earliest)
             elif scout is not None:
                 if not self.scouted:  # staggered: the scouts' listings fall at other instants
                     wake += interval * scout / SCOUTS
@@ -541,16 +548,16 @@ class AccountApply:
             for item in self.items.values()
         )
 
-    def _earliest_done(self) -> float:
-        """When the earliest load still running can be done, as far as this run has seen."""
-        if self.load_times.shortest is None:
-            return 0.0
+    def _done_by(self) -> tuple[float, float]:
+        """When the earliest and the latest load still running can be done, as far as known."""
         running = [
             item.sent_at
             for item in self.items.values()
             if item.sent and item.outcome is None and not item.seen_ready
         ]
-        return min(running) + self.load_times.shortest if running else 0.0
+        if self.load_times.shortest is None or not running:
+            return 0.0, 0.0
+        return min(running) + self.load_times.shortest, max(running) + self.load_times.shortest
 
     async def _refresh(self) -> None:
         listed = self.last_listed = self.clock.now()

@@ -16,11 +16,12 @@ import pytest
 
 from reconciler.api.client import Accepted
 from reconciler.api.kinds import ApiKind
-from reconciler.apply import AccountApply, ApplyOptions
+from reconciler.apply import AccountApply, ApplyOptions, LoadTimes
 from reconciler.clock import FakeClock
 from reconciler.core.events import NullProgress
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.plan import AccountPlan, Action, ModelChange
+from reconciler.core.report import Outcome
 from reconciler.errors import ServerError
 
 LOAD_SECONDS = 60.0
@@ -111,3 +112,65 @@ async def test_the_learnt_load_time_is_never_shorter_than_the_servers(lose_answe
         assert shortest < LOAD_SECONDS + REFUSED_FOR + ANSWER_DELAY + 5
     else:  # the refused attempts before the accepted one do not count
         assert shortest < LOAD_SECONDS + REFUSED_FOR
+
+
+class QueuedLoads:
+    """A server that takes loads one by one: each starts when answered, 5 s after the last."""
+
+    api = ApiKind.COMMUNITY
+    name = "acct"
+    queue_limit = 5
+    spam_window = SPAM_WINDOW
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.started: dict[str, float] = {}
+        self.listings = 0
+
+    async def load(
+        self, model_id: str, spec: Mapping[str, str], *, deadline: float | None = None
+    ) -> Accepted:
+        sent = self.clock.now()
+        await self.clock.sleep(5.0 * int(model_id.removeprefix("m")))  # 0, 5, … 20 s
+        self.started[model_id] = self.clock.now()
+        return Accepted("model load started", sent, self.clock.now())
+
+    async def read_live(self, *, deadline: float | None = None) -> LiveState:
+        self.listings += 1
+        now = self.clock.now()
+        models = {
+            model_id: LiveModel(
+                model_id,
+                Condition.READY if now - at >= LOAD_SECONDS else Condition.LOADING,
+                "model_ready" if now - at >= LOAD_SECONDS else "model_loading",
+            )
+            for model_id, at in self.started.items()
+        }
+        return LiveState("acct", models)
+
+
+async def test_once_every_load_is_sent_one_listing_sees_a_wave_whose_answers_came_apart() -> None:
+    """The wait is for the last load of the wave to be done, not the first (issue 11)."""
+    clock = FakeClock()
+    client = QueuedLoads(clock)
+    plan = AccountPlan(
+        account="acct",
+        api=ApiKind.COMMUNITY,
+        live_fingerprint="",
+        changes=tuple(load_change(f"m{n}") for n in range(5)),  # one wave
+    )
+    run = AccountApply(
+        plan,
+        client,  # type: ignore[arg-type]
+        LiveState("acct", {}),
+        ApplyOptions(wait=True, timeout=1000.0, poll_interval=30.0),
+        NullProgress(),
+        clock.now() + 1000.0,
+        load_times=LoadTimes(shortest=LOAD_SECONDS),  # learnt by the fleet already
+    )
+    await run.run()
+    assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
+    # one listing, when the last answered load can be done (20 s + 60 s); polling for the
+    # earliest saw one load at 60 s, and the others on the next poll, at 90 s
+    assert client.listings == 1
+    assert clock.now() - 1000.0 == pytest.approx(20.0 + LOAD_SECONDS)

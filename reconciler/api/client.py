@@ -58,7 +58,7 @@ from reconciler.api.settings import (
     concurrency_for,
 )
 from reconciler.api.spam import PastDeadline, SpamGuard
-from reconciler.api.transport import AiohttpTransport
+from reconciler.api.transport import ANSWERED_AT, SENT_AT, AiohttpTransport
 from reconciler.api.urls import DEFAULT_API_BASE, normalise_api_base, resolve_api_base
 from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.core.live import LiveState, community_live_state, enterprise_live_state
@@ -95,10 +95,12 @@ class Accepted(NamedTuple):
     to the wire (after any refused ones, after the waits for a turn and for the limits): the
     change started on the server after it, so a time measured from it is never shorter than
     the server's, and no longer than it has to be (apply learns load times from it).
+    ``answered_at`` is when its answer came (the change had started by then), when known.
     """
 
     message: str
     sent_at: float
+    answered_at: float | None = None
 
 
 class ApiClient:
@@ -133,7 +135,9 @@ class ApiClient:
         return self
 
     def _new_http(self) -> httpx.AsyncClient:
-        transport = self._transport or AiohttpTransport(self.settings.max_concurrency)
+        transport = self._transport or AiohttpTransport(
+            self.settings.max_concurrency, self.clock.now
+        )
         return httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(
@@ -191,7 +195,8 @@ class ApiClient:
     ) -> Any:
         """Send one request once: after its spam-window turn, within both limits.
 
-        ``sent`` (when given) receives the instant the request went to the wire.
+        ``sent`` (when given) receives the instants the request went to the wire and its answer
+        came (see :class:`Accepted`).
 
         The turn is given back when the request never left this machine (a refused connection,
         an unusable URL, a cancellation before sending), so its retry need not wait a window,
@@ -232,14 +237,16 @@ class ApiClient:
         started = self.clock.now()
         timeout = min(self.settings.request_timeout, max(not_after - started, OVERTIME))
         self._requests_sent += 1
-        if sent is not None:
-            sent[:] = [started]
+        if sent is not None:  # until the transport says better (an injected one may not)
+            sent[:] = [started, started]
         try:
             # A total cap, body included: httpx times each phase (and each read) alone, so a
             # trickling body would otherwise never time out. On the run's clock: a fake one
             # times a hung answer out in virtual time.
             with self.clock.fail_after(timeout):
                 async with http.stream("POST", url, json=payload) as response:
+                    if sent is not None:
+                        sent[:] = _wire_instants(response, started, self.clock.now())
                     body = await _read_body(response, where, self.settings.max_body_bytes)
         except (httpx.RequestError, TimeoutError) as exc:
             _log(where, type(exc).__name__, self.clock.now() - started)
@@ -252,6 +259,16 @@ class ApiClient:
             raise unusable_url_error(cause, where) from exc
         _log(where, f"HTTP {response.status_code}", self.clock.now() - started)
         return check(response, body, where, self.settings.spam_window)
+
+
+def _wire_instants(response: httpx.Response, started: float, now: float) -> list[float]:
+    """When the request was written and its answer came, as the transport saw them if it did."""
+    sent = response.extensions.get(SENT_AT)
+    answered = response.extensions.get(ANSWERED_AT)
+    return [
+        sent if isinstance(sent, float) else started,
+        answered if isinstance(answered, float) else now,
+    ]
 
 
 async def _read_body(response: httpx.Response, where: Where, limit: int) -> bytes:
@@ -408,7 +425,8 @@ class AccountClient:
         self, endpoint: str, payload: Mapping[str, Any], deadline: float | None
     ) -> Accepted:
         clock = self._owner.clock
-        sent = [clock.now()]  # each attempt sets it: refusals before the accepted one excluded
+        now = clock.now()
+        sent = [now, now]  # each attempt sets them: refusals before the accepted one excluded
 
         async def attempt(not_after: float) -> wire.StatusMessage:
             return await self._call(endpoint, payload, wire.StatusMessage, not_after, sent)
@@ -421,7 +439,7 @@ class AccountClient:
             clock,
             deadline,
         )
-        return Accepted(answer.message, sent[0])
+        return Accepted(answer.message, sent[0], sent[1])
 
     async def _call(
         self,

@@ -13,6 +13,11 @@ tens of milliseconds a plan against loopback need not pay), and proxies from the
 (``HTTPS_PROXY``, ``NO_PROXY``…), read here rather than by aiohttp's ``trust_env``, which
 would also send ``~/.netrc`` credentials to the API host.
 
+Each response says when its request was written to the socket and when its answer's headers
+came (:data:`SENT_AT`, :data:`ANSWERED_AT` in its extensions, on the clock given): apply learns
+load times from them, and an instant taken before the wait for a connection, or after the
+answer waited its turn on a busy event loop, would make them a tenth of a second too long.
+
 Every aiohttp error leaves as the httpx error the client already understands, and the line
 between "never sent" and "the answer was lost" is kept: only a failure to connect (refused,
 timed out, TLS, proxy) is "never sent"; anything after the connection is up may have reached
@@ -23,27 +28,37 @@ from __future__ import annotations
 
 import functools
 import ssl
+import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import aiohttp
 import httpx
+
+#: Keys of a response's extensions: instants (on the transport's clock) the request was
+#: written to the socket, and the answer's headers came.
+SENT_AT, ANSWERED_AT = "reconciler.sent_at", "reconciler.answered_at"
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One aiohttp session for every request of a client; made on first use (it needs a loop)."""
 
-    def __init__(self, max_connections: int) -> None:
+    def __init__(self, max_connections: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._max_connections = max_connections
+        self._now = clock
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str], str | None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+            tracing = aiohttp.TraceConfig()
+            tracing.on_request_headers_sent.append(self._note_sent)
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                trace_configs=[tracing],
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
@@ -62,6 +77,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout", {})
         session = self._open()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        stamps: dict[str, float] = {}
         with _as_httpx_errors():
             answer = await session.request(
                 request.method,
@@ -71,6 +87,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 proxy=self._proxy_for(url.scheme, url.host),
                 ssl=_tls_context() if url.scheme == "https" else True,
+                trace_request_ctx=stamps,
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=timeouts.get("connect"), sock_read=None
                 ),
@@ -80,8 +97,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             headers=answer.raw_headers,
             stream=_Body(answer),
             request=request,
-            extensions={"http_version": b"HTTP/1.1"},
+            extensions={
+                "http_version": b"HTTP/1.1",
+                SENT_AT: stamps.get(SENT_AT),
+                ANSWERED_AT: self._now(),
+            },
         )
+
+    async def _note_sent(
+        self,
+        session: aiohttp.ClientSession,
+        context: SimpleNamespace,
+        params: aiohttp.TraceRequestHeadersSentParams,
+    ) -> None:
+        context.trace_request_ctx[SENT_AT] = self._now()
 
     def _proxy_for(self, scheme: str, host: str) -> str | None:
         """The proxy the environment names for ``scheme://host`` (None: ``NO_PROXY``, or none)."""
