@@ -157,3 +157,21 @@ async def test_the_transport_refuses_other_schemes_and_ports_out_of_range() -> N
                 await transport.handle_async_request(httpx.Request("POST", url, content=b"{}"))
     finally:
         await transport.aclose()
+
+
+async def test_an_accepted_load_says_when_it_was_written_and_when_its_answer_came() -> None:
+    """apply learns load times from these two instants (issue 11)."""
+    started = b'{"status": "success", "message": "model load started"}'
+
+    async def slow(stream: anyio.abc.SocketStream) -> None:
+        await anyio.sleep(0.3)  # the server works on it before it answers
+        await answer(started)(stream)
+
+    async with serving(slow) as base, ApiClient(SETTINGS) as api:
+        account = api.account("acct", "enterprise", ApiKey("sk-transport-test"), base)
+        before = api.clock.now()
+        accepted = await account.load("m1", {"url": "org/m1", "model_type": "huggingface"})
+        after = api.clock.now()
+    assert accepted.answered_at is not None
+    assert before <= accepted.sent_at < before + 0.25  # written at once, not when answered
+    assert accepted.sent_at + 0.3 <= accepted.answered_at <= after

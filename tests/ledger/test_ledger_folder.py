@@ -20,7 +20,7 @@ from reconciler import cli
 from reconciler.core.ledger_entries import Intent, LedgerEntry, LedgerState
 from reconciler.errors import LedgerError, LedgerLocked
 from reconciler.ledger import FolderLedger, default_ledger_path, open_ledger
-from reconciler.ledger.folder import first_error
+from reconciler.ledger.folder import AccountFile, first_error
 from reconciler.ledger.journal import JOURNAL_NAME, JournalFile, journal_line, replay
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
 
@@ -101,6 +101,56 @@ def test_records_are_durable_before_the_run_ends(ledger: FolderLedger) -> None:
     anyio.run(main)
     assert not (ledger.path / JOURNAL_NAME).exists()  # folded into the account files
     assert ledger.read().entries("acct") == {"m": entry("org/b")}
+
+
+def test_many_records_of_one_account_are_one_journal_write(
+    ledger: FolderLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outcomes at the end of an account's run: one write (and fsync), not one each."""
+    writes: list[int] = []
+    append = JournalFile.append
+
+    def counted(self: JournalFile, lines: list[str]) -> None:
+        writes.append(len(lines))
+        append(self, lines)
+
+    monkeypatch.setattr(JournalFile, "append", counted)
+    outcomes: dict[str, LedgerEntry | None] = {f"m{n}": entry(f"org/m{n}") for n in range(50)}
+
+    async def main() -> None:
+        with ledger.session() as session:
+            await session.record_many("acct", outcomes | {"gone": None})
+            # on disk before the session ends: a crash now replays all of them
+            assert FolderLedger(ledger.path).read().entries("acct") == outcomes
+
+    anyio.run(main)
+    assert writes == [51]
+    assert ledger.read().entries("acct") == outcomes
+
+
+def test_an_account_checkpointed_is_not_written_again_unless_recorded_since(
+    ledger: FolderLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[str] = []
+    write = FolderLedger.write_account
+
+    def counted(self: FolderLedger, account: str, document: AccountFile) -> None:
+        written.append(account)
+        write(self, account, document)
+
+    monkeypatch.setattr(FolderLedger, "write_account", counted)
+
+    async def main() -> None:
+        with ledger.session() as session:
+            await session.record("done", "m", entry("org/a"))
+            await session.record("later", "m", entry("org/a"))
+            await session.checkpoint(["done", "later"])
+            await session.record("later", "n", entry("org/n"))  # after its checkpoint
+
+    anyio.run(main)
+    assert sorted(written) == ["done", "later", "later"]  # "done" once: at its checkpoint
+    assert ledger.read().entries("later") == {"m": entry("org/a"), "n": entry("org/n")}
+    assert not (ledger.path / JOURNAL_NAME).exists()
 
 
 def test_a_crashed_runs_journal_is_replayed_and_a_torn_line_dropped(ledger: FolderLedger) -> None:
