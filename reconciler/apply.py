@@ -23,7 +23,7 @@ One item failing does not stop the others; an account failing does not stop othe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +62,13 @@ SCOUTS = 4
 #: While scouts find out how long a load takes, another account polls at most this many
 #: intervals apart: its loads may be quicker than theirs.
 WAIT_FOR_SCOUTS = 4.0
+
+#: Seconds the other accounts wait at most for the first scouts' first loads to be answered
+#: before they send their own (see :meth:`LoadTimes.for_run`).
+LEAD_WAIT = 2.0
+
+#: The actions that take a place in the account's queue on the server.
+_QUEUED = (Action.LOAD, Action.RELOAD, Action.REPLACE)
 
 #: Conditions in which a model's load has ended.
 _SETTLED = frozenset({Condition.READY, Condition.FAILED})
@@ -146,13 +153,46 @@ class LoadTimes:
     (their first polls staggered); the others wait until one of them has learnt the time
     (at most :data:`WAIT_FOR_SCOUTS` intervals), instead of every account listing once too
     early: over 100 accounts that was a listing pass more than needed.
+
+    The first scouts send their first loads before the other accounts send theirs
+    (:meth:`for_run`): a load sent in the same instant as hundreds of others waits in the
+    server's queue, and the time learnt from it would be that much too long for every account.
     """
 
     shortest: float | None = None
-    #: The accounts polling on their interval until a load time is known.
-    scouts: list[object] = field(default_factory=list)
+    #: The accounts (by name) polling on their interval until a load time is known.
+    scouts: list[str | object] = field(default_factory=list)
     #: Waits to end as soon as a load time is learnt.
     _waiting: set[anyio.CancelScope] = field(default_factory=set)
+    #: Scouts whose first loads have not been answered yet (see :meth:`for_run`).
+    _leading: set[str] = field(default_factory=set)
+    _led: anyio.Event = field(default_factory=anyio.Event)
+
+    @classmethod
+    def for_run(cls, plans: Sequence[AccountPlan]) -> LoadTimes:
+        """The learning of a run: its first :data:`SCOUTS` accounts with loads lead it."""
+        leaders = [p.account for p in plans if any(c.action in _QUEUED for c in p.changes)]
+        return cls(scouts=list(leaders[:SCOUTS]), _leading=set(leaders[:SCOUTS]))
+
+    async def after_leaders(self, account: str, clock: Clock) -> None:
+        """Wait (at most :data:`LEAD_WAIT`) until the leading scouts' first loads are answered."""
+        if account in self._leading or not self._leading:
+            return
+        async with anyio.create_task_group() as group:
+
+            async def give_up() -> None:
+                await clock.sleep(LEAD_WAIT)
+                group.cancel_scope.cancel()
+
+            group.start_soon(give_up)
+            await self._led.wait()
+            group.cancel_scope.cancel()
+
+    def led(self, account: str) -> None:
+        """``account``'s first loads were answered (or it will send none)."""
+        self._leading.discard(account)
+        if not self._leading:
+            self._led.set()
 
     def saw(self, seconds: float) -> None:
         """A load was seen ready ``seconds`` after it was sent (an upper bound of its time)."""
@@ -163,7 +203,7 @@ class LoadTimes:
                 for scope in self._waiting:
                     scope.cancel()
 
-    def scout_number(self, account: object) -> int | None:
+    def scout_number(self, account: str) -> int | None:
         """``account``'s place among the scouts (taking a free one), or None when all are taken."""
         if account not in self.scouts:
             if _LEFT in self.scouts:  # a place an account left, with its stagger
@@ -174,7 +214,7 @@ class LoadTimes:
                 return None
         return self.scouts.index(account)
 
-    def leave(self, account: object) -> None:
+    def leave(self, account: str) -> None:
         """``account`` has nothing more to learn from: its place goes to another account."""
         if account in self.scouts:
             self.scouts[self.scouts.index(account)] = _LEFT
@@ -241,7 +281,8 @@ class AccountApply:
         except InvalidKey as exc:  # nothing more can succeed on this account
             self._fail_unfinished(exc)
         finally:
-            self.load_times.leave(self)
+            self.load_times.led(self.plan.account)
+            self.load_times.leave(self.plan.account)
         self._settle_items()
 
     def _date_earlier_loads(self) -> None:
@@ -278,11 +319,9 @@ class AccountApply:
     # -- loads, reloads, replaces under the queue limit ------------------------------------
 
     async def _load_all(self) -> None:
-        queue = [
-            item
-            for item in self.items.values()
-            if item.change.action in (Action.LOAD, Action.RELOAD, Action.REPLACE)
-        ]
+        queue = [item for item in self.items.values() if item.change.action in _QUEUED]
+        if queue:
+            await self.load_times.after_leaders(self.plan.account, self.clock)
         while queue:
             if self._in_flight() >= self.client.queue_limit:
                 if self.clock.now() >= self.deadline:
@@ -298,6 +337,7 @@ class AccountApply:
             free = self.client.queue_limit - self._in_flight()
             wave, queue = queue[:free], queue[free:]
             await self._send_wave(wave)
+            self.load_times.led(self.plan.account)
             self._report("applying")
 
     async def _send_wave(self, wave: list[_Item]) -> None:
@@ -519,9 +559,9 @@ class AccountApply:
         while True:
             wake = self.last_listed + interval
             learning = self.load_times.shortest is None and self._running()
-            scout = self.load_times.scout_number(self) if learning else None
+            scout = self.load_times.scout_number(self.plan.account) if learning else None
             if not learning:
-                self.load_times.leave(self)
+                self.load_times.leave(self.plan.account)
                 earliest, latest = self._done_by()
                 wake = max(wake, min(latest, earliest + interval) if all_sent else earliest)
             elif scout is not None:

@@ -214,7 +214,7 @@ async def apply_plan(
     if deadline is None:
         deadline = workspace.clock.now() + options.timeout
     reports: dict[str, AccountReport] = {}
-    load_times = LoadTimes()  # learnt by every account's run, used by all
+    load_times = LoadTimes.for_run(run.plan.accounts)  # learnt by a few, used by all
 
     def recorder(account: str) -> Recorder:
         async def record(entries: Mapping[str, LedgerEntry | None]) -> None:

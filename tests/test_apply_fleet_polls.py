@@ -5,7 +5,8 @@ the in-process emulator (60 s loads, a 30 s spam window, 30 s polls). Before any
 to end, every account used to list once on its poll interval, too early to see anything: a
 listing pass more than needed over the whole fleet. Now only the scouts do (a few accounts,
 their first listings staggered), and every other account lists for the first time once a load
-time is known, when its own loads can be done; so each of them lists once per wave.
+time is known, when its own loads can be done; so each of them lists once per wave. The first
+scouts send their loads before the others do.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import yaml
 
-from reconciler.apply import SCOUTS, ApplyOptions
+from reconciler.api.kinds import ApiKind
+from reconciler.apply import LEAD_WAIT, SCOUTS, ApplyOptions, LoadTimes
 from reconciler.clock import FakeClock
+from reconciler.core.live import Condition
+from reconciler.core.plan import AccountPlan, Action, ModelChange
 from reconciler.core.report import Outcome
 from reconciler.emulator import EmulatorConfig, create_app
 from reconciler.emulator.config import AccountConfig
@@ -115,3 +120,52 @@ async def test_only_the_scouts_list_before_a_load_time_is_known(
     assert all(n >= 0 for n in extra.values()), passes  # none missed a wave (sanity)
     # the fleet as a whole: listing passes beyond the ideal stay a small, fixed number
     assert sum(passes.values()) <= len(ACCOUNTS) * (1 + WAVES) + SCOUTS * 2
+
+
+def _plan(account: str, *actions: Action) -> AccountPlan:
+    changes = tuple(
+        ModelChange(
+            model_id=f"m{n}",
+            action=action,
+            reason="",
+            condition=Condition.MISSING,
+            declared=True,
+            managed=False,
+        )
+        for n, action in enumerate(actions)
+    )
+    return AccountPlan(account=account, api=ApiKind.COMMUNITY, live_fingerprint="", changes=changes)
+
+
+async def test_the_first_scouts_send_first_and_the_others_wait_for_their_answers(
+    anyio_backend: str,
+) -> None:
+    """So the time learnt from their loads is not lengthened by a queue of everybody's loads."""
+    plans = [
+        _plan("idle", Action.NOOP),  # nothing to send: not a scout
+        *(_plan(f"a{n}", Action.LOAD, Action.NOOP) for n in range(SCOUTS + 2)),
+    ]
+    times = LoadTimes.for_run(plans)
+    leaders = [f"a{n}" for n in range(SCOUTS)]
+    assert times.scouts == leaders
+    clock = FakeClock()
+    order: list[str] = []
+
+    async def send_first_wave(account: str, answered_after: float) -> None:
+        await times.after_leaders(account, clock)
+        order.append(account)
+        await clock.sleep(answered_after)
+        times.led(account)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(send_first_wave, f"a{SCOUTS}", 0.0)  # started first, waits
+        for n, leader in enumerate(leaders):
+            group.start_soon(send_first_wave, leader, 0.1 * (n + 1))
+    assert order[:SCOUTS] == leaders and order[SCOUTS:] == [f"a{SCOUTS}"]
+    assert clock.now() - 1000.0 == pytest.approx(0.1 * SCOUTS)  # the last leader's answer
+
+    # a leader whose answer never comes holds the others LEAD_WAIT seconds at most
+    stuck = LoadTimes.for_run(plans)
+    started = clock.now()
+    await stuck.after_leaders(f"a{SCOUTS + 1}", clock)
+    assert clock.now() - started == pytest.approx(LEAD_WAIT)
