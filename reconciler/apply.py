@@ -150,9 +150,10 @@ class LoadTimes:
     load, when answers come late, the other pairing polled too early and listed again.
 
     Until a first load is seen to end, only :data:`SCOUTS` accounts poll on their interval
-    (their first polls staggered); the others wait until one of them has learnt the time
-    (at most :data:`WAIT_FOR_SCOUTS` intervals), instead of every account listing once too
-    early: over 100 accounts that was a listing pass more than needed.
+    (their first polls staggered when other accounts wait for them: a later first poll costs
+    a scout, and buys the others a finer estimate); the others wait until one of them has
+    learnt the time (at most :data:`WAIT_FOR_SCOUTS` intervals), instead of every account
+    listing once too early: over 100 accounts that was a listing pass more than needed.
 
     The first scouts send their first loads before the other accounts send theirs
     (:meth:`for_run`): a load sent in the same instant as hundreds of others waits in the
@@ -164,6 +165,8 @@ class LoadTimes:
     scouts: list[str | object] = field(default_factory=list)
     #: Waits to end as soon as a load time is learnt.
     _waiting: set[anyio.CancelScope] = field(default_factory=set)
+    #: Whether the scouts' first polls are staggered (other accounts wait for what they learn).
+    stagger: bool = False
     #: Scouts whose first loads have not been answered yet (see :meth:`for_run`).
     _leading: set[str] = field(default_factory=set)
     _led: anyio.Event = field(default_factory=anyio.Event)
@@ -172,7 +175,11 @@ class LoadTimes:
     def for_run(cls, plans: Sequence[AccountPlan]) -> LoadTimes:
         """The learning of a run: its first :data:`SCOUTS` accounts with loads lead it."""
         leaders = [p.account for p in plans if any(c.action in _QUEUED for c in p.changes)]
-        return cls(scouts=list(leaders[:SCOUTS]), _leading=set(leaders[:SCOUTS]))
+        return cls(
+            scouts=list(leaders[:SCOUTS]),
+            stagger=len(leaders) > SCOUTS,
+            _leading=set(leaders[:SCOUTS]),
+        )
 
     async def after_leaders(self, account: str, clock: Clock) -> None:
         """Wait (at most :data:`LEAD_WAIT`) until the leading scouts' first loads are answered."""
@@ -565,7 +572,7 @@ class AccountApply:
                 earliest, latest = self._done_by()
                 wake = max(wake, min(latest, earliest + interval) if all_sent else earliest)
             elif scout is not None:
-                if not self.scouted:  # staggered: the scouts' listings fall at other instants
+                if self.load_times.stagger and not self.scouted:  # listings at other instants
                     wake += interval * scout / SCOUTS
                 self.scouted = True
             else:

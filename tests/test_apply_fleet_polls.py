@@ -148,6 +148,8 @@ async def test_the_first_scouts_send_first_and_the_others_wait_for_their_answers
     times = LoadTimes.for_run(plans)
     leaders = [f"a{n}" for n in range(SCOUTS)]
     assert times.scouts == leaders
+    assert times.stagger  # others wait for the scouts: their first polls are spread
+    assert not LoadTimes.for_run(plans[: SCOUTS + 1]).stagger  # every account is a scout
     clock = FakeClock()
     order: list[str] = []
 
