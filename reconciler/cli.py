@@ -28,7 +28,6 @@ import click
 
 from reconciler import __version__, startup
 from reconciler import schema as schema_files
-from reconciler.adopt import adopt_account
 from reconciler.api.client import ClientSettings, concurrency_for
 from reconciler.api.kinds import API_KINDS, ApiKind
 from reconciler.api.secret import install_log_redaction, redact
@@ -56,11 +55,6 @@ from reconciler.errors import (
     ManifestError,
     PlanBlocked,
     ReconcilerError,
-)
-from reconciler.export import (
-    ExportAccount,
-    command_line_account,
-    export_manifest,
 )
 from reconciler.fsutil import SymlinkRefused, atomic_write_text
 from reconciler.github.flow import CommentMode
@@ -854,6 +848,10 @@ def export(
         echo_failures(failures)
         return EXIT_FAILED
     store = None if no_ledger else open_ledger(ledger_path, manifest_paths)
+    # Imported here, as in export_account: only this command needs them (plan starts sooner).
+    from reconciler.adopt import adopt_account
+    from reconciler.export import ExportAccount, export_manifest
+
     if adopt and store is not None:
         return echo_adoptions(account, *adopt_account(store, account, live[account.name]))
     entries = store.read().entries(account.name) if store is not None else {}
@@ -936,6 +934,8 @@ def export_account(
             f"account {name!r} is not declared under {', '.join(paths)}: give --api "
             f"community|enterprise (and --key-env, default {key_env_for(name)})"
         )
+    from reconciler.export import command_line_account  # only export needs it
+
     return command_line_account(name, api, key_env or key_env_for(name), policy)
 
 
