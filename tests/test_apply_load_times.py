@@ -57,16 +57,20 @@ class SlowAnswerAccount:
         return Accepted("model load started", sent + REFUSED_FOR)
 
     async def read_live(self, *, deadline: float | None = None) -> LiveState:
-        now = self.clock.now()
-        models = {
-            model_id: LiveModel(
-                model_id,
-                Condition.READY if now - at >= LOAD_SECONDS else Condition.LOADING,
-                "model_ready" if now - at >= LOAD_SECONDS else "model_loading",
-            )
-            for model_id, at in self.started.items()
-        }
-        return LiveState("acct", models)
+        return listing(self.started, self.clock.now())
+
+
+def listing(started: Mapping[str, float], now: float) -> LiveState:
+    """The account's listing at ``now``: a load is ready once its load time has passed."""
+    models = {
+        model_id: LiveModel(
+            model_id,
+            Condition.READY if now - at >= LOAD_SECONDS else Condition.LOADING,
+            "model_ready" if now - at >= LOAD_SECONDS else "model_loading",
+        )
+        for model_id, at in started.items()
+    }
+    return LiveState("acct", models)
 
 
 def load_change(model_id: str) -> ModelChange:
@@ -83,25 +87,38 @@ def load_change(model_id: str) -> ModelChange:
     )
 
 
+def one_account(
+    client: object,
+    clock: FakeClock,
+    *,
+    loads: int,
+    poll_interval: float,
+    shortest: float | None = None,
+) -> AccountApply:
+    """The apply of ``loads`` loads on the stub ``client``, with a deadline 1000 s away."""
+    plan = AccountPlan(
+        account="acct",
+        api=ApiKind.COMMUNITY,
+        live_fingerprint="",
+        changes=tuple(load_change(f"m{n}") for n in range(loads)),
+    )
+    return AccountApply(
+        plan,
+        client,  # type: ignore[arg-type]
+        LiveState("acct", {}),
+        ApplyOptions(wait=True, timeout=1000.0, poll_interval=poll_interval),
+        NullProgress(),
+        clock.now() + 1000.0,
+        load_times=LoadTimes(shortest=shortest),
+    )
+
+
 @pytest.mark.parametrize("lose_answers", [False, True], ids=["answered", "answers-lost"])
 async def test_the_learnt_load_time_is_never_shorter_than_the_servers(lose_answers: bool) -> None:
     """Also when the answers are lost and a listing proves the loads landed."""
     clock = FakeClock()
     client = SlowAnswerAccount(clock, lose_answers=lose_answers)
-    plan = AccountPlan(
-        account="acct",
-        api=ApiKind.COMMUNITY,
-        live_fingerprint="",
-        changes=tuple(load_change(f"m{n}") for n in range(7)),  # two waves under a queue of 5
-    )
-    run = AccountApply(
-        plan,
-        client,  # type: ignore[arg-type]
-        LiveState("acct", {}),
-        ApplyOptions(wait=True, timeout=1000.0, poll_interval=0.0),
-        NullProgress(),
-        clock.now() + 1000.0,
-    )
+    run = one_account(client, clock, loads=7, poll_interval=0.0)  # two waves under a queue of 5
     await run.run()
     assert all(item.outcome is not None for item in run.items.values())
     assert {m.condition for m in run.live.models.values()} == {Condition.READY}
@@ -137,37 +154,15 @@ class QueuedLoads:
 
     async def read_live(self, *, deadline: float | None = None) -> LiveState:
         self.listings += 1
-        now = self.clock.now()
-        models = {
-            model_id: LiveModel(
-                model_id,
-                Condition.READY if now - at >= LOAD_SECONDS else Condition.LOADING,
-                "model_ready" if now - at >= LOAD_SECONDS else "model_loading",
-            )
-            for model_id, at in self.started.items()
-        }
-        return LiveState("acct", models)
+        return listing(self.started, self.clock.now())
 
 
 async def test_once_every_load_is_sent_one_listing_sees_a_wave_whose_answers_came_apart() -> None:
     """The wait is for the last load of the wave to be done, not the first (issue 11)."""
     clock = FakeClock()
     client = QueuedLoads(clock)
-    plan = AccountPlan(
-        account="acct",
-        api=ApiKind.COMMUNITY,
-        live_fingerprint="",
-        changes=tuple(load_change(f"m{n}") for n in range(5)),  # one wave
-    )
-    run = AccountApply(
-        plan,
-        client,  # type: ignore[arg-type]
-        LiveState("acct", {}),
-        ApplyOptions(wait=True, timeout=1000.0, poll_interval=30.0),
-        NullProgress(),
-        clock.now() + 1000.0,
-        load_times=LoadTimes(shortest=LOAD_SECONDS),  # learnt by the fleet already
-    )
+    # one wave, the load time learnt by the fleet already
+    run = one_account(client, clock, loads=5, poll_interval=30.0, shortest=LOAD_SECONDS)
     await run.run()
     assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
     # one listing, when the last answered load can be done (20 s + 60 s); polling for the
