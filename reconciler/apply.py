@@ -270,6 +270,8 @@ class AccountApply:
     listing_error: str = ""
     #: Whether this account has polled as a scout (see :class:`LoadTimes`).
     scouted: bool = False
+    #: Whether the coming listing was held back waiting for the scouts (see ``_refresh``).
+    held_back: bool = False
 
     def __post_init__(self) -> None:
         self.clock = self.client.clock
@@ -404,7 +406,8 @@ class AccountApply:
             try:
                 accepted = await self._request(change)
                 item.requested_at = accepted.sent_at
-                item.sent_at = accepted.answered_at or self.clock.now()
+                answered = accepted.answered_at
+                item.sent_at = self.clock.now() if answered is None else answered
             except InvalidKey:
                 await self._note(item, LedgerEvent.ABANDONED)
                 raise
@@ -558,6 +561,7 @@ class AccountApply:
         except ReconcilerError as exc:
             self.listing_error = str(exc)
             self.progress.event(self.plan.account, f"listing failed, trying again: {exc}")
+            self.load_times.leave(self.plan.account)  # a scout that cannot list: another one
             return
         self._report("waiting")
 
@@ -581,6 +585,7 @@ class AccountApply:
                     await self._sleep_until(wake)
                 if self.clock.now() < wake:
                     continue  # a load time was learnt: wait for this account's loads
+                self.held_back = True
                 return
             await self._sleep_until(min(wake, self.deadline))
             return
@@ -613,7 +618,12 @@ class AccountApply:
         for model_id, item in self.items.items():
             if item.sent and not item.seen_ready and self.live.condition(model_id) in _SETTLED:
                 item.seen_ready = True
-                self.load_times.saw(listed - item.requested_at)
+                # Not over a ready model (an enterprise server lists the old one until the new
+                # load ends), nor from a poll held back while scouts learnt: too long a time,
+                # which only ever shortens, would hold every later listing of the run back.
+                if item.change.condition is not Condition.READY and not self.held_back:
+                    self.load_times.saw(listed - item.requested_at)
+        self.held_back = False
         await self._confirm_landed()
 
     async def _confirm_landed(self) -> None:

@@ -14,9 +14,10 @@ tens of milliseconds a plan against loopback need not pay), and proxies from the
 would also send ``~/.netrc`` credentials to the API host.
 
 Each response says when its request was written to the socket and when its answer's headers
-came (:data:`SENT_AT`, :data:`ANSWERED_AT` in its extensions, on the clock given): apply learns
-load times from them, and an instant taken before the wait for a connection, or after the
-answer waited its turn on a busy event loop, would make them a tenth of a second too long.
+were in (:data:`SENT_AT`, :data:`ANSWERED_AT` in its extensions, on the clock given): apply
+learns load times from them. An instant taken before the wait for a connection made a load
+time a tenth of a second too long under a wave of hundreds of requests; the answer's instant
+is taken before the body is read and parsed (it still waits for its turn on a busy loop).
 
 Every aiohttp error leaves as the httpx error the client already understands, and the line
 between "never sent" and "the answer was lost" is kept: only a failure to connect (refused,
@@ -88,9 +89,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 proxy=self._proxy_for(url.scheme, url.host),
                 ssl=_tls_context() if url.scheme == "https" else True,
                 trace_request_ctx=stamps,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeouts.get("connect"), sock_read=None
-                ),
+                # ``connect`` covers the name lookup, TCP and TLS (as httpx's connect timeout
+                # does): a hung resolver is "could not reach", never "the answer was lost".
+                timeout=aiohttp.ClientTimeout(total=None, connect=timeouts.get("connect")),
             )
         return httpx.Response(
             status_code=answer.status,
@@ -122,6 +123,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 proxy = None
             elif "://" not in proxy:
                 proxy = f"http://{proxy}"
+            elif proxy.split("://", 1)[0].lower() not in ("http", "https"):
+                raise httpx.ProxyError(
+                    f"the proxy for {scheme}:// from the environment is not an http(s) proxy "
+                    "(SOCKS is not supported); set HTTPS_PROXY/HTTP_PROXY, or NO_PROXY"
+                )
             self._proxies[where] = proxy
         return self._proxies[where]
 
@@ -152,7 +158,8 @@ def _as_httpx_errors() -> Iterator[None]:
     """aiohttp's errors as httpx's, on the right side of "never sent" (see the module)."""
     try:
         yield
-    except aiohttp.ClientProxyConnectionError as exc:
+    except (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError) as exc:
+        # the proxy could not be reached, or refused to open the tunnel: the API saw nothing
         raise httpx.ProxyError(str(exc) or "the proxy could not be reached") from exc
     except aiohttp.ClientConnectorError as exc:
         raise httpx.ConnectError(str(exc) or "the connection failed") from exc

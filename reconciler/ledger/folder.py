@@ -445,7 +445,7 @@ class FolderSession:
                 journal_line(
                     account,
                     model_id,
-                    entry.model_dump(mode="json", exclude_none=True) if entry else None,
+                    entry.model_dump(mode="json", exclude_none=True) if entry is not None else None,
                 )
                 for model_id, entry in entries.items()
             )
@@ -471,24 +471,34 @@ class FolderSession:
     def compact(self, accounts: Collection[str]) -> None:
         """Write each account's file from the current entries (an empty account's is removed)."""
         for account in sorted(accounts):
-            # Before the entries are read: a record that lands after this marks it again.
+            # Before the entries are read: a record that lands after this marks it again. A
+            # write that fails marks it again too: the journal must then outlive the session.
             self._dirty.discard(account)
-            models = self._accounts.get(account, {})
-            if not models and account not in self.claims:
-                self.ledger.remove_account(account)
-                continue
-            document = AccountFile(
-                format_version=ACCOUNT_FILE_VERSION,
-                account=account,
-                claim=self.claims.get(account),
-                models=models,
-            )
-            self.ledger.write_account(account, document)
+            try:
+                self._write(account)
+            except BaseException:
+                self._dirty.add(account)
+                raise
+
+    def _write(self, account: str) -> None:
+        models = self._accounts.get(account, {})
+        if not models and account not in self.claims:
+            self.ledger.remove_account(account)
+            return
+        document = AccountFile(
+            format_version=ACCOUNT_FILE_VERSION,
+            account=account,
+            claim=self.claims.get(account),
+            models=models,
+        )
+        self.ledger.write_account(account, document)
 
     def close(self) -> None:
         """Compact the accounts recorded since their last compaction, then drop the journal.
 
-        An account checkpointed when its part of the run ended is not written twice.
+        An account checkpointed when its part of the run ended is not written twice; one whose
+        file could not be written is tried again here, and if that fails too the journal stays
+        (the next session replays it).
         """
         self._journal.close()
         self.compact(self._dirty)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import aiohttp
+import aiohttp.abc
+import aiohttp.connector
 import anyio
 import httpx
 import pytest
@@ -175,3 +179,60 @@ async def test_an_accepted_load_says_when_it_was_written_and_when_its_answer_cam
     assert accepted.answered_at is not None
     assert before <= accepted.sent_at < before + 0.25  # written at once, not when answered
     assert accepted.sent_at + 0.3 <= accepted.answered_at <= after
+
+
+class HangingResolver(aiohttp.abc.AbstractResolver):
+    """A name lookup that never answers."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        await anyio.sleep(3600)
+        return []
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_hung_name_lookup_could_not_reach_the_api_within_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aiohttp.connector, "DefaultResolver", HangingResolver)
+    settings = ClientSettings(
+        spam_window=0.0, retry_attempts=1, request_timeout=5.0, deadline=0.5,
+        unreachable_deadline=0.3,
+    )  # fmt: skip
+    started = anyio.current_time()
+    with pytest.raises(ApiUnreachable) as caught:
+        async with ApiClient(settings) as api:
+            account = api.account("acct", "enterprise", ApiKey("sk-t"), "http://api.test/api/")
+            await account.read_live()
+    assert not caught.value.answer_lost, caught.value  # nothing left: free to retry
+    assert anyio.current_time() - started < 2.0  # the connect timeout, not the request's
+
+
+async def test_a_proxy_that_refuses_the_tunnel_was_never_the_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with serving(answer(b"", status="407 Proxy Authentication Required")) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.removesuffix("/api/"))
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(ApiUnreachable) as caught:
+            await read_once("https://api.test/api/")
+    assert not caught.value.answer_lost, caught.value
+
+
+async def test_a_socks_proxy_is_refused_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALL_PROXY", "socks5://user:pw-secret@127.0.0.1:1080")
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ApiUnreachable) as caught:
+        await read_once("http://api.test/api/")
+    assert "not an http(s) proxy" in str(caught.value)
+    assert "pw-secret" not in str(caught.value)
