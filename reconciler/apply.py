@@ -207,8 +207,7 @@ class LoadTimes:
             first = self.shortest is None
             self.shortest = seconds
             if first:
-                for scope in self._waiting:
-                    scope.cancel()
+                self._wake_the_waiting()
 
     def scout_number(self, account: str) -> int | None:
         """``account``'s place among the scouts (taking a free one), or None when all are taken."""
@@ -222,13 +221,18 @@ class LoadTimes:
         return self.scouts.index(account)
 
     def leave(self, account: str) -> None:
-        """``account`` has nothing more to learn from: its place goes to another account."""
+        """``account`` cannot or need not learn more: its place goes to an account that waits."""
         if account in self.scouts:
             self.scouts[self.scouts.index(account)] = _LEFT
+            self._wake_the_waiting()  # one of them takes the place
+
+    def _wake_the_waiting(self) -> None:
+        for scope in self._waiting:
+            scope.cancel()
 
     @contextmanager
     def until_learnt(self) -> Iterator[None]:
-        """A block that ends early (quietly) as soon as a load time is learnt."""
+        """A block that ends early (quietly) when a load time is learnt or a scout's place frees."""
         with anyio.CancelScope() as scope:
             self._waiting.add(scope)
             try:
@@ -555,7 +559,7 @@ class AccountApply:
         """
         await self._wait_for_poll(all_sent)
         try:
-            await self._refresh()
+            await self._refresh_in_place()
         except InvalidKey:
             raise
         except ReconcilerError as exc:
@@ -565,8 +569,38 @@ class AccountApply:
             return
         self._report("waiting")
 
+    async def _refresh_in_place(self) -> None:
+        """List; a scout whose listing outlasts an interval (retries) gives its place meanwhile.
+
+        Else the accounts that wait for the scouts would wait :data:`WAIT_FOR_SCOUTS` intervals
+        on each wave while a scout's listing keeps being refused.
+        """
+        if self.plan.account not in self.load_times.scouts:
+            await self._refresh()
+            return
+        failed: list[ReconcilerError] = []
+        async with anyio.create_task_group() as group:
+
+            async def overdue() -> None:
+                await self.clock.sleep(self._interval())
+                self.load_times.leave(self.plan.account)
+
+            group.start_soon(overdue)
+            try:
+                await self._refresh()
+            except ReconcilerError as exc:  # raised below, outside the group: not as a group
+                failed.append(exc)
+            finally:
+                group.cancel_scope.cancel()
+        if failed:
+            raise failed[0]
+
+    def _interval(self) -> float:
+        """The least time between two listings of the account (see :meth:`_poll`)."""
+        return max(self.options.poll_interval, self.client.spam_window * SHARE_MARGIN)
+
     async def _wait_for_poll(self, all_sent: bool) -> None:
-        interval = max(self.options.poll_interval, self.client.spam_window * SHARE_MARGIN)
+        interval = self._interval()
         while True:
             wake = self.last_listed + interval
             learning = self.load_times.shortest is None and self._running()

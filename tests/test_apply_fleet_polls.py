@@ -27,7 +27,7 @@ from reconciler.apply import LEAD_WAIT, SCOUTS, ApplyOptions, LoadTimes
 from reconciler.clock import FakeClock
 from reconciler.core.live import Condition
 from reconciler.core.plan import AccountPlan, Action, ModelChange
-from reconciler.core.report import Outcome
+from reconciler.core.report import ApplyReport, Outcome
 from reconciler.emulator import EmulatorConfig, create_app
 from reconciler.emulator.config import AccountConfig
 from reconciler.engine import ApiAccess, apply_accounts
@@ -50,12 +50,18 @@ class ByAccount(httpx.AsyncBaseTransport):
     inner: httpx.AsyncBaseTransport
     clock: FakeClock
     accounts: dict[str, str]  # key → account
+    #: Accounts whose listings fail (503) once the plan's listings are done.
+    failing: frozenset[str] = frozenset()
     sent: list[tuple[float, str, str]] = field(default_factory=list)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         key = json.loads(request.content)["key"]
         endpoint = request.url.path.removeprefix("/api/")
-        self.sent.append((self.clock.now(), self.accounts[key], endpoint))
+        account = self.accounts[key]
+        self.sent.append((self.clock.now(), account, endpoint))
+        listing = endpoint in LISTINGS or endpoint == "v4/dreambooth/model_list"
+        if account in self.failing and listing and self.clock.now() > 1000.5:
+            return httpx.Response(503, json={"status": "error", "message": "try again"})
         return await self.inner.handle_async_request(request)
 
 
@@ -79,9 +85,10 @@ def _manifest(root: Path, account: str, api: str) -> None:
     (root / f"{account}.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
 
 
-async def test_only_the_scouts_list_before_a_load_time_is_known(
-    tmp_path: Path, anyio_backend: str
-) -> None:
+async def _run_fleet(
+    root: Path, fail_listings: frozenset[str] = frozenset()
+) -> tuple[ApplyReport, ByAccount, FakeClock]:
+    """Apply the fleet; the listings of ``fail_listings`` fail (503) once the loads are sent."""
     clock = FakeClock(start=1000.0)
     keys = {name: f"sk-{name}-{secrets.token_hex(8)}" for name in ACCOUNTS}
     config = EmulatorConfig(
@@ -96,18 +103,25 @@ async def test_only_the_scouts_list_before_a_load_time_is_known(
         httpx.ASGITransport(app=create_app(config, real_clock=clock.now)),
         clock,
         {key: name for name, key in keys.items()},
+        fail_listings,
     )
     for name, api in ACCOUNTS.items():
-        _manifest(tmp_path, name, api)
+        _manifest(root, name, api)
     access = ApiAccess(
-        accounts=load_manifests([str(tmp_path)]),
+        accounts=load_manifests([str(root)]),
         environ={f"MODELSLAB_FLEET_KEY_{n.upper().replace('-', '_')}": keys[n] for n in ACCOUNTS},
         api_base=BASE,
         transport=transport,
         clock=clock,
     )
-
     _, report = await apply_accounts(access, MemorySession(), ApplyOptions(timeout=3600.0))
+    return report, transport, clock
+
+
+async def test_only_the_scouts_list_before_a_load_time_is_known(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    report, transport, _ = await _run_fleet(tmp_path)
 
     outcomes = Counter(item.outcome for a in report.accounts for item in a.items)
     assert outcomes == {Outcome.DONE: len(ACCOUNTS) * QUEUE_LIMIT * WAVES}, report
@@ -135,6 +149,25 @@ def _plan(account: str, *actions: Action) -> AccountPlan:
         for n, action in enumerate(actions)
     )
     return AccountPlan(account=account, api=ApiKind.COMMUNITY, live_fingerprint="", changes=changes)
+
+
+async def test_a_scout_that_cannot_list_gives_its_place_to_another_account(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    """Else every other account waited WAIT_FOR_SCOUTS intervals, and learnt that long a time."""
+    scouts = frozenset(sorted(ACCOUNTS)[:SCOUTS])
+    report, transport, _ = await _run_fleet(tmp_path, fail_listings=scouts)
+    others = [a for a in report.accounts if a.account not in scouts]
+    assert all(a.converged for a in others), others
+    first_listing: dict[str, float] = {}
+    for at, account, endpoint in transport.sent:
+        if endpoint in LISTINGS and account not in scouts and at > 1000.5:
+            first_listing.setdefault(account, at - 1000.0)
+    # loads take 60 s and polls are 33 s apart: seen at the second poll of a scout that
+    # replaced one (before: every account held back 4 × 33 s, then 132 s learnt for all)
+
+    assert max(first_listing.values()) < 100.0, first_listing
+    assert max(a.elapsed_seconds for a in others) < 200.0
 
 
 async def test_the_first_scouts_send_first_and_the_others_wait_for_their_answers(

@@ -153,6 +153,37 @@ def test_an_account_checkpointed_is_not_written_again_unless_recorded_since(
     assert not (ledger.path / JOURNAL_NAME).exists()
 
 
+@pytest.mark.parametrize("failures", [1, 2], ids=["checkpoint-fails", "close-fails-too"])
+def test_a_file_that_could_not_be_written_loses_no_record(
+    ledger: FolderLedger, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> None:
+    """A failed checkpoint is written again at the end; failing again, the journal stays."""
+    write = FolderLedger.write_account
+    left = [failures]
+
+    def full_disk(self: FolderLedger, account: str, document: AccountFile) -> None:
+        if left[0]:
+            left[0] -= 1
+            raise LedgerError("cannot write ledger: No space left on device")
+        write(self, account, document)
+
+    async def main() -> None:
+        with ledger.session() as session:
+            await session.record("acct", "m", entry("org/a"))
+            monkeypatch.setattr(FolderLedger, "write_account", full_disk)
+            with pytest.raises(LedgerError):
+                await session.checkpoint(["acct"])
+
+    if failures == 1:
+        anyio.run(main)
+        assert not (ledger.path / JOURNAL_NAME).exists()  # folded in at the end
+    else:
+        with pytest.raises(LedgerError):
+            anyio.run(main)
+        assert (ledger.path / JOURNAL_NAME).is_file()  # kept: the next session replays it
+    assert FolderLedger(ledger.path).read().entries("acct") == {"m": entry("org/a")}
+
+
 def test_a_crashed_runs_journal_is_replayed_and_a_torn_line_dropped(ledger: FolderLedger) -> None:
     record_all(ledger, [("acct", "old", entry("org/old"))])
     intent = entry("org/old").model_copy(
