@@ -764,10 +764,11 @@ class AccountApply:
         they need not be durable one by one; an account adopting 10k models waits once.
         """
         outcomes: dict[str, LedgerEntry | None] = {}
+        at = stamp(self.clock.utcnow())  # one instant for the run's end of the account
         for item in self.items.values():
             event = self.final_event(item)
             if event is not None:
-                outcomes[item.change.model_id] = self._fold(item, event)
+                outcomes[item.change.model_id] = self._fold(item, event, at)
         if outcomes:
             await self.record(outcomes)
 
@@ -816,8 +817,9 @@ class AccountApply:
         """Fold ``event`` into the item's entry and record it (durably) at once."""
         await self.record({item.change.model_id: self._fold(item, event)})
 
-    def _fold(self, item: _Item, event: LedgerEvent) -> LedgerEntry | None:
-        """The item's entry with ``event`` folded in, kept as the run's current entry."""
+    def _fold(self, item: _Item, event: LedgerEvent, at: str | None = None) -> LedgerEntry | None:
+        """The item's entry with ``event`` folded in (stamped ``at``, else now), kept as the
+        run's current entry."""
         change = item.change
         entry = next_entry(
             self.entries.get(change.model_id),
@@ -825,7 +827,7 @@ class AccountApply:
             action=Action.LOAD.value if item.resent else change.action.value,
             spec=change.spec,
             spec_hash=change.spec_hash,
-            at=stamp(self.clock.utcnow()),
+            at=at or stamp(self.clock.utcnow()),
         )
         if entry is None:
             self.entries.pop(change.model_id, None)

@@ -202,9 +202,11 @@ async def apply_plan(
 
     Refuses a blocked plan (``--max-deletes``, never-empty) before any request is sent, then
     claims the accounts it will write (the git store: LedgerLocked if another run holds one).
-    Each request's intent is on disk before it is sent, each answer as soon as it comes, and
-    each account's records are checkpointed when its part ends. ``deadline`` is the run's end
-    (by default ``options.timeout`` from now).
+    Each request's intent is on disk before it is sent, each answer as soon as it comes. When
+    every account's requests are over, each account's outcomes are recorded, it is re-planned
+    for the report, and the accounts are checkpointed together: done as each account ended,
+    that work (a re-plan of every declared model) held back the polls of the accounts still
+    waiting. ``deadline`` is the run's end (by default ``options.timeout`` from now).
     """
     refuse_blocked(run.plan)
     sink = progress or NullProgress()
@@ -223,6 +225,8 @@ async def apply_plan(
 
         return record
 
+    ended: list[tuple[AccountApply, float]] = []
+
     async def apply_one(account_plan: AccountPlan) -> None:
         started = workspace.clock.now()
         name = account_plan.account
@@ -240,23 +244,28 @@ async def apply_plan(
         await account_apply.run()
         if options.wait and account_apply.stale and workspace.clock.now() < deadline:
             await account_apply.refresh_quietly()
+        ended.append((account_apply, workspace.clock.now() - started))
+        failed = any(item.failure is not None for item in account_apply.items.values())
+        sink.account_update(name, "failed" if failed else "done", account_apply.counts())
+
+    async def report_one(account_apply: AccountApply, elapsed: float) -> None:
         await account_apply.record_outcomes()
+        name = account_apply.plan.account
         after = session.current_state([name]) if session is not None else None
         timing = now_timing(options.load_grace, workspace.clock)
         replanned = plan_account(workspace.account(name), account_apply.live, after, timing)
         reports[name] = _account_report(
-            account_plan, account_apply, replanned, options, workspace.clock.now() - started
-        )
-        if session is not None:
-            await session.checkpoint([name])
-        sink.account_update(
-            name, "done" if reports[name].converged else "failed", account_apply.counts()
+            account_apply.plan, account_apply, replanned, options, elapsed
         )
 
     try:
         async with anyio.create_task_group() as group:
             for account_plan in run.plan.accounts:
                 group.start_soon(apply_one, account_plan)
+        for account_apply, elapsed in ended:
+            await report_one(account_apply, elapsed)
+        if session is not None and ended:
+            await session.checkpoint([account_apply.plan.account for account_apply, _ in ended])
     finally:
         sink.close()
     failed = [_failed_account_report(f, workspace.account(f.account).api) for f in run.failures]

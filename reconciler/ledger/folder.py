@@ -441,14 +441,7 @@ class FolderSession:
     async def record_many(self, account: str, entries: Mapping[str, LedgerEntry | None]) -> None:
         """Set (or remove) several entries of one account with one journal write."""
         await self._commit.submit(
-            *(
-                journal_line(
-                    account,
-                    model_id,
-                    entry.model_dump(mode="json", exclude_none=True) if entry is not None else None,
-                )
-                for model_id, entry in entries.items()
-            )
+            *(journal_line(account, model_id, entry) for model_id, entry in entries.items())
         )
         models = self._accounts.setdefault(account, {})
         for model_id, entry in entries.items():

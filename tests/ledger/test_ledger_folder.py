@@ -190,8 +190,8 @@ def test_a_crashed_runs_journal_is_replayed_and_a_torn_line_dropped(ledger: Fold
         update={"pending": Intent(action="replace", spec_hash="sha256:org/new", at=WHEN)}
     )
     lines = [
-        journal_line("acct", "old", intent.model_dump(mode="json")),
-        journal_line("acct", "new", entry("org/new", "applied").model_dump(mode="json")),
+        journal_line("acct", "old", intent),
+        journal_line("acct", "new", entry("org/new", "applied")),
     ]
     (ledger.path / JOURNAL_NAME).write_text("\n".join(lines) + '\n{"account": "acct", "mo')
     state = ledger.read()
