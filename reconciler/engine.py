@@ -202,11 +202,12 @@ async def apply_plan(
 
     Refuses a blocked plan (``--max-deletes``, never-empty) before any request is sent, then
     claims the accounts it will write (the git store: LedgerLocked if another run holds one).
-    Each request's intent is on disk before it is sent, each answer as soon as it comes. When
-    every account's requests are over, each account's outcomes are recorded, it is re-planned
-    for the report, and the accounts are checkpointed together: done as each account ended,
-    that work (a re-plan of every declared model) held back the polls of the accounts still
-    waiting. ``deadline`` is the run's end (by default ``options.timeout`` from now).
+    Each request's intent is on disk before it is sent, each answer as soon as it comes, and
+    each account's outcomes are recorded and checkpointed (pushed, on the git store) when its
+    part ends. The re-plan of each account for the report waits until every account's
+    requests are over: done as each account ended, it (all declared models again) held back
+    the polls of the accounts still waiting. ``deadline`` is the run's end (by default
+    ``options.timeout`` from now).
     """
     refuse_blocked(run.plan)
     sink = progress or NullProgress()
@@ -245,11 +246,13 @@ async def apply_plan(
         if options.wait and account_apply.stale and workspace.clock.now() < deadline:
             await account_apply.refresh_quietly()
         ended.append((account_apply, workspace.clock.now() - started))
+        await account_apply.record_outcomes()
+        if session is not None:
+            await session.checkpoint([name])
         failed = any(item.failure is not None for item in account_apply.items.values())
         sink.account_update(name, "failed" if failed else "done", account_apply.counts())
 
-    async def report_one(account_apply: AccountApply, elapsed: float) -> None:
-        await account_apply.record_outcomes()
+    def report_one(account_apply: AccountApply, elapsed: float) -> None:
         name = account_apply.plan.account
         after = session.current_state([name]) if session is not None else None
         timing = now_timing(options.load_grace, workspace.clock)
@@ -263,9 +266,7 @@ async def apply_plan(
             for account_plan in run.plan.accounts:
                 group.start_soon(apply_one, account_plan)
         for account_apply, elapsed in ended:
-            await report_one(account_apply, elapsed)
-        if session is not None and ended:
-            await session.checkpoint([account_apply.plan.account for account_apply, _ in ended])
+            report_one(account_apply, elapsed)
     finally:
         sink.close()
     failed = [_failed_account_report(f, workspace.account(f.account).api) for f in run.failures]
