@@ -402,16 +402,18 @@ class AccountApply:
     async def _send(self, item: _Item) -> None:
         change = item.change
         await self._note(item, LedgerEvent.INTENT)  # on disk before the request can leave
+        answered: float | None = None  # when the accepted request's answer came, if it did
         while item.attempts < MAX_SEND_ATTEMPTS:
             item.attempts += 1
             # Before the request: if its answer is lost but a listing proves it landed, the
             # load started after this instant (a safe, if loose, start for learning its time).
-            item.requested_at = item.sent_at = self.clock.now()
+            item.requested_at = self.clock.now()
             try:
                 accepted = await self._request(change)
                 item.requested_at = accepted.sent_at
                 answered = accepted.answered_at
-                item.sent_at = self.clock.now() if answered is None else answered
+                if answered is None:  # the transport did not say: now is after the answer
+                    answered = self.clock.now()
             except InvalidKey:
                 await self._note(item, LedgerEvent.ABANDONED)
                 raise
@@ -443,9 +445,10 @@ class AccountApply:
             )
             return
         item.sent = self.stale = True
-        if item.unconfirmed:  # no answer, the intent stays: the next run looks again
-            item.sent_at = self.clock.now()  # the load started before now, at the latest
-        else:
+        # Without an answer (lost, and a listing proved it landed or could not tell), the
+        # load started before now at the latest.
+        item.sent_at = self.clock.now() if answered is None else answered
+        if not item.unconfirmed:  # else the intent stays: the next run looks again
             await self._note(item, LedgerEvent.ACCEPTED)
         self._mark_loading(change.model_id)
         self.progress.event(
