@@ -161,8 +161,9 @@ class LoadTimes:
     """
 
     shortest: float | None = None
-    #: The accounts (by name) polling on their interval until a load time is known.
-    scouts: list[str | object] = field(default_factory=list)
+    #: The accounts (by name) polling on their interval until a load time is known; None for
+    #: a place an account left (the others keep their stagger).
+    scouts: list[str | None] = field(default_factory=list)
     #: Waits to end as soon as a load time is learnt.
     _waiting: set[anyio.CancelScope] = field(default_factory=set)
     #: Whether the scouts' first polls are staggered (other accounts wait for what they learn).
@@ -212,8 +213,8 @@ class LoadTimes:
     def scout_number(self, account: str) -> int | None:
         """``account``'s place among the scouts (taking a free one), or None when all are taken."""
         if account not in self.scouts:
-            if _LEFT in self.scouts:  # a place an account left, with its stagger
-                self.scouts[self.scouts.index(_LEFT)] = account
+            if None in self.scouts:  # a place an account left, with its stagger
+                self.scouts[self.scouts.index(None)] = account
             elif len(self.scouts) < SCOUTS:
                 self.scouts.append(account)
             else:
@@ -223,7 +224,7 @@ class LoadTimes:
     def leave(self, account: str) -> None:
         """``account`` cannot or need not learn more: its place goes to an account that waits."""
         if account in self.scouts:
-            self.scouts[self.scouts.index(account)] = _LEFT
+            self.scouts[self.scouts.index(account)] = None
             self._wake_the_waiting()  # one of them takes the place
 
     def _wake_the_waiting(self) -> None:
@@ -239,10 +240,6 @@ class LoadTimes:
                 yield
             finally:
                 self._waiting.discard(scope)
-
-
-#: What holds a scout's place once its account left: the stagger of the others stays put.
-_LEFT = object()
 
 
 @dataclass

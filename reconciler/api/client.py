@@ -144,7 +144,6 @@ class ApiClient:
                 self.settings.request_timeout,
                 connect=min(self.settings.request_timeout, self.settings.unreachable_deadline),
             ),
-            limits=httpx.Limits(max_connections=self.settings.max_concurrency),
             headers={
                 "Accept": "application/json",
                 "Accept-Encoding": ACCEPT_ENCODING,  # only what BodyReader decodes, bounded
