@@ -1,8 +1,7 @@
 """The HTTP client of the ModelsLab model-management API: the only code that talks to it.
 
-:class:`ApiClient` owns the connection pool (one ``httpx.AsyncClient`` over the
-:mod:`.transport` of aiohttp; tests inject another transport: the emulator in-process or an
-``httpx.MockTransport``),
+:class:`ApiClient` owns the connection pool (one :mod:`.transport` wire: aiohttp; tests inject
+an ``httpx`` transport instead: the emulator in-process or an ``httpx.MockTransport``),
 a global concurrency limit and the spam-window guard, and sends one request at a time through
 them. :meth:`ApiClient.account` gives an :class:`AccountClient` per account with one method per
 thing the engine does: read the live state, load, reload, delete, verify.
@@ -25,6 +24,7 @@ a request body or a response body into a log line, an exception or a ``repr``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from types import TracebackType
@@ -38,8 +38,6 @@ from reconciler.api import wire
 from reconciler.api.gather import both
 from reconciler.api.kinds import ApiKind
 from reconciler.api.responses import (
-    ACCEPT_ENCODING,
-    BodyReader,
     Where,
     check,
     parse,
@@ -58,7 +56,7 @@ from reconciler.api.settings import (
     concurrency_for,
 )
 from reconciler.api.spam import PastDeadline, SpamGuard
-from reconciler.api.transport import ANSWERED_AT, SENT_AT, AiohttpTransport
+from reconciler.api.transport import AiohttpWire, HttpxWire, Wire
 from reconciler.api.urls import DEFAULT_API_BASE, normalise_api_base, resolve_api_base
 from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.core.live import LiveState, community_live_state, enterprise_live_state
@@ -104,7 +102,7 @@ class Accepted(NamedTuple):
 
 
 class ApiClient:
-    """The connection to the API shared by every account: one ``httpx.AsyncClient``.
+    """The connection to the API shared by every account: one wire (see :mod:`.transport`).
 
     Use it as an async context manager; :meth:`account` binds an account to it.
     """
@@ -119,7 +117,7 @@ class ApiClient:
         #: The run's clock: retry deadlines, backoffs and spam-window waits read it.
         self.clock = clock
         self._transport = transport
-        self._http: httpx.AsyncClient | None = None
+        self._wire: Wire | None = None
         self._limiter = anyio.Semaphore(settings.max_concurrency)
         self._account_limiters: dict[str, anyio.Semaphore] = {}
         self._spam = SpamGuard(settings.spam_window, clock)
@@ -131,28 +129,15 @@ class ApiClient:
         return self._requests_sent
 
     async def __aenter__(self) -> ApiClient:
-        self._http = self._new_http()
+        self._wire = self._new_wire()
         return self
 
-    def _new_http(self) -> httpx.AsyncClient:
-        transport = self._transport or AiohttpTransport(
-            self.settings.max_concurrency, self.clock.now
-        )
-        return httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(
-                self.settings.request_timeout,
-                connect=min(self.settings.request_timeout, self.settings.unreachable_deadline),
-            ),
-            headers={
-                "Accept": "application/json",
-                "Accept-Encoding": ACCEPT_ENCODING,  # only what BodyReader decodes, bounded
-                "User-Agent": "reconciler",
-            },
-            follow_redirects=False,
-            # Proxies from the environment are the transport's: httpx would route around it.
-            trust_env=False,
-        )
+    def _new_wire(self) -> Wire:
+        settings = self.settings
+        connect = min(settings.request_timeout, settings.unreachable_deadline)
+        if self._transport is None:
+            return AiohttpWire(settings.max_concurrency, connect, self.clock.now)
+        return HttpxWire(self._transport, settings.request_timeout, connect, self.clock.now)
 
     async def __aexit__(
         self,
@@ -160,9 +145,9 @@ class ApiClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.aclose()
+        if self._wire is not None:
+            wire_, self._wire = self._wire, None
+            await wire_.aclose()
 
     def __repr__(self) -> str:
         return f"ApiClient(requests_sent={self._requests_sent}, settings={self.settings!r})"
@@ -230,23 +215,20 @@ class ApiClient:
         sent: list[float] | None,
     ) -> Any:
         """One request and its whole answer, within ``request_timeout`` and ``not_after``."""
-        http = self._http
-        if http is None:
+        sender = self._wire
+        if sender is None:
             raise RuntimeError("ApiClient must be used as `async with ApiClient(...)`")
         started = self.clock.now()
         timeout = min(self.settings.request_timeout, max(not_after - started, OVERTIME))
         self._requests_sent += 1
-        if sent is not None:  # until the transport says better (an injected one may not)
-            sent[:] = [started, started]
+        content = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         try:
-            # A total cap, body included: httpx times each phase (and each read) alone, so a
-            # trickling body would otherwise never time out. On the run's clock: a fake one
-            # times a hung answer out in virtual time.
+            # A total cap, body included: a trickling body must time out too. On the run's
+            # clock: a fake one times a hung answer out in virtual time.
             with self.clock.fail_after(timeout):
-                async with http.stream("POST", url, json=payload) as response:
-                    if sent is not None:
-                        sent[:] = _wire_instants(response, started, self.clock.now())
-                    body = await _read_body(response, where, self.settings.max_body_bytes)
+                reply = await sender.post(
+                    url, content.encode(), where, self.settings.max_body_bytes
+                )
         except (httpx.RequestError, TimeoutError) as exc:
             _log(where, type(exc).__name__, self.clock.now() - started)
             raise transport_error(exc, where, timeout) from exc
@@ -256,28 +238,10 @@ class ApiClient:
                 raise
             _log(where, type(cause).__name__, self.clock.now() - started)
             raise unusable_url_error(cause, where) from exc
-        _log(where, f"HTTP {response.status_code}", self.clock.now() - started)
-        return check(response, body, where, self.settings.spam_window)
-
-
-def _wire_instants(response: httpx.Response, started: float, now: float) -> list[float]:
-    """When the request was written and its answer came, as the transport saw them if it did."""
-    sent = response.extensions.get(SENT_AT)
-    answered = response.extensions.get(ANSWERED_AT)
-    return [
-        sent if isinstance(sent, float) else started,
-        answered if isinstance(answered, float) else now,
-    ]
-
-
-async def _read_body(response: httpx.Response, where: Where, limit: int) -> bytes:
-    """The decoded body of a streamed answer, at most ``limit`` bytes (see :class:`BodyReader`)."""
-    if response.is_stream_consumed:  # made in memory (a MockTransport): httpx decoded it
-        return BodyReader.decoded(response.content, where, limit)
-    reader = BodyReader(response, where, limit)
-    async for chunk in response.aiter_raw():
-        reader.feed(chunk)
-    return reader.finish()
+        _log(where, f"HTTP {reply.status_code}", self.clock.now() - started)
+        if sent is not None:
+            sent[:] = [reply.sent_at, reply.answered_at]
+        return check(reply, where, self.settings.spam_window)
 
 
 def _log(where: Where, outcome: str, elapsed: float) -> None:

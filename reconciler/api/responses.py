@@ -1,4 +1,4 @@
-"""The client's error boundary: an httpx exception or response in, a typed error (or JSON) out.
+"""The client's error boundary: an httpx exception or a :class:`Reply` in, JSON or an error out.
 
 Every answer of the API crosses :func:`check` and every transport failure
 :func:`transport_error`; what leaves is JSON of the documented shape or one error of
@@ -65,6 +65,35 @@ UNUSABLE_URL: tuple[type[Exception], ...] = (
     OverflowError,
     UnicodeError,
 )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Reply:
+    """One answer as the wire delivered it: status, headers, the decoded body, two instants.
+
+    ``headers`` are looked up by lower-case name (both wires give case-insensitive ones).
+    ``sent_at`` is when the request was written (or, if the wire cannot tell, when it was
+    handed to it), ``answered_at`` when the answer's headers were in, on the client's clock:
+    apply learns load times from them (see :class:`~reconciler.api.client.Accepted`).
+    """
+
+    status_code: int
+    reason_phrase: str
+    headers: Mapping[str, str]
+    body: bytes
+    sent_at: float
+    answered_at: float
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def is_redirect(self) -> bool:
+        return self.status_code in _REDIRECTS and "location" in self.headers
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True, repr=False)
@@ -161,26 +190,26 @@ class BodyReader:
     :class:`~reconciler.errors.AnswerOverLimit` as soon as the decoded size passes ``limit``.
     """
 
-    def __init__(self, response: httpx.Response, where: Where, limit: int) -> None:
+    def __init__(self, headers: Mapping[str, str], where: Where, limit: int) -> None:
         self._where = where
         self._limit = limit
         self.body = bytearray()
         encodings = [
             e.strip().lower()
-            for e in response.headers.get("content-encoding", "").split(",")
+            for e in headers.get("content-encoding", "").split(",")
             if e.strip().lower() not in ("", "identity")
         ]
         if len(encodings) > 1 or (encodings and encodings[0] not in _WBITS):
             raise self._malformed(f"the body's content encoding {', '.join(encodings)!r}")
         self._inflater = zlib.decompressobj(_WBITS[encodings[0]]) if encodings else None
-        declared = _header_int(response.headers.get("content-length"))
+        declared = _header_int(headers.get("content-length"))
         if self._inflater is None and declared is not None and declared > limit:
             raise self._over(f"it declares {declared} bytes")
 
     @classmethod
     def decoded(cls, content: bytes, where: Where, limit: int) -> bytes:
         """``content``, already decoded, checked against ``limit`` like a streamed body."""
-        reader = cls(httpx.Response(200), where, limit)
+        reader = cls({}, where, limit)
         reader.feed(content)
         return reader.finish()
 
@@ -233,14 +262,10 @@ def _header_int(value: str | None) -> int | None:
         return None
 
 
-def check(response: httpx.Response, body: bytes, where: Where, spam_window: float) -> Any:
-    """The JSON of a successful answer, key masked; any error answer raised as its typed error.
-
-    ``body`` is the decoded body (see :class:`BodyReader`); ``response`` gives the status and
-    the headers.
-    """
+def check(response: Reply, where: Where, spam_window: float) -> Any:
+    """The JSON of a successful answer, key masked; any error answer raised as its typed error."""
     try:
-        data = load_json(body, where.key)
+        data = load_json(response.body, where.key)
     except RecursionError:
         raise AnswerOverLimit(
             "the answer is nested deeper than the JSON decoder allows",
@@ -288,7 +313,7 @@ def _mask_tree(data: Any, key: ApiKey) -> Any:
     return root[0]
 
 
-def _status_error(response: httpx.Response, where: Where, detail: str) -> ApiError:
+def _status_error(response: Reply, where: Where, detail: str) -> ApiError:
     """The error an HTTP status tells when the body tells nothing usable."""
     code = response.status_code
     kw: dict[str, Any] = {"account": where.account, "endpoint": where.endpoint}
@@ -304,7 +329,7 @@ def _status_error(response: httpx.Response, where: Where, detail: str) -> ApiErr
 
 
 def _body_error(
-    data: dict[str, Any], response: httpx.Response, where: Where, spam_window: float
+    data: dict[str, Any], response: Reply, where: Where, spam_window: float
 ) -> ApiError:
     """The error an ``{"status": "error"|"failed", …}`` body tells."""
     try:
@@ -351,9 +376,7 @@ def _class_for(code: int, status: str, text: str) -> type[ApiError]:
     return next((cls for matches, cls in _ERROR_RULES if matches(code, status, text)), ApiError)
 
 
-def _retry_after(
-    body: wire.ErrorBody, response: httpx.Response, spam_window: float
-) -> float | None:
+def _retry_after(body: wire.ErrorBody, response: Reply, spam_window: float) -> float | None:
     """Seconds to wait: the body's ``retry_after``, the header, or a probe of the spam window.
 
     A spam-filter refusal that does not say how long (legacy mode) may come from another run

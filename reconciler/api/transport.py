@@ -1,28 +1,33 @@
-"""The client's way onto the network: an ``httpx`` transport that sends with ``aiohttp``.
+"""The client's way onto the network: one POST out, one bounded, decoded answer in.
 
-The client speaks ``httpx`` (requests, responses, the error tree, injected transports in tests);
-this transport only carries each request over the wire. httpcore's pool and h11 parser cost
-about 0.65 ms of CPU per request, aiohttp (a C parser, a pool without a scan of every
-connection) about 0.1: over a 1,000-load apply that is most of the client's CPU, and the
-CPU is what spaces the loads of one wave (issue 11).
+A *wire* (:class:`Wire`) sends one request and returns its answer as a
+:class:`~reconciler.api.responses.Reply`: the status, the headers, the body decoded by
+:class:`~reconciler.api.responses.BodyReader` (bounded), and when the request was written and
+its answer came. Two wires:
 
-What is kept of httpx's behaviour: the connect timeout (``Timeout.connect``), no redirects,
-no decompression (the client's ``BodyReader`` decodes, bounded), httpx's TLS context (its CA
-bundle, ``SSL_CERT_FILE``; made on the first https request only: loading a CA bundle costs
-tens of milliseconds a plan against loopback need not pay), and proxies from the environment
+- :class:`AiohttpWire`, the client's own: aiohttp straight, with no httpx on the way. httpcore's
+  pool and h11 parser cost about 0.65 ms of CPU per request, httpx over aiohttp 0.3, aiohttp
+  alone about 0.1: over a 1,000-load apply that is most of the client's CPU, and the CPU is
+  what spaces the loads of one wave (issue 11).
+- :class:`HttpxWire`, for an injected ``httpx`` transport: the emulator in-process (ASGI) or
+  an ``httpx.MockTransport`` in tests.
+
+Both fail with the httpx errors the client already understands (:mod:`.responses` maps them),
+and keep the line between "never sent" and "the answer was lost": only a failure to connect
+(refused, timed out, a hung name lookup, TLS, proxy) is "never sent"; anything after the
+connection is up may have reached the server, so the engine re-observes before resending.
+
+What :class:`AiohttpWire` keeps of httpx's behaviour: the connect timeout, no redirects, no
+decompression (``BodyReader`` decodes, bounded), httpx's TLS context (its CA bundle,
+``SSL_CERT_FILE``; made on the first https request only: loading a CA bundle costs tens of
+milliseconds a plan against loopback need not pay), and proxies from the environment
 (``HTTPS_PROXY``, ``NO_PROXY``…), read here rather than by aiohttp's ``trust_env``, which
 would also send ``~/.netrc`` credentials to the API host.
 
-Each response says when its request was written to the socket and when its answer's headers
-were in (:data:`SENT_AT`, :data:`ANSWERED_AT` in its extensions, on the clock given): apply
-learns load times from them. An instant taken before the wait for a connection made a load
-time a tenth of a second too long under a wave of hundreds of requests; the answer's instant
-is taken before the body is read and parsed (it still waits for its turn on a busy loop).
-
-Every aiohttp error leaves as the httpx error the client already understands, and the line
-between "never sent" and "the answer was lost" is kept: only a failure to connect (refused,
-timed out, TLS, proxy) is "never sent"; anything after the connection is up may have reached
-the server, so the engine re-observes before resending.
+The instant a request was written comes from an aiohttp trace hook: one taken before the wait
+for a connection made a load time a tenth of a second too long under a wave of hundreds of
+requests. The answer's instant is taken before the body is read and parsed (it still waits
+for its turn on a busy loop).
 """
 
 from __future__ import annotations
@@ -31,26 +36,64 @@ import functools
 import ssl
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Protocol
 
 import aiohttp
 import httpx
+import yarl
 
-#: Keys of a response's extensions: instants (on the transport's clock) the request was
-#: written to the socket, and the answer's headers came.
-SENT_AT, ANSWERED_AT = "reconciler.sent_at", "reconciler.answered_at"
+from reconciler.api.responses import ACCEPT_ENCODING, BodyReader, Reply, Where
+
+#: The headers of every request, on both wires.
+HEADERS = {
+    "Accept": "application/json",
+    "Accept-Encoding": ACCEPT_ENCODING,  # only what BodyReader decodes, bounded
+    "User-Agent": "reconciler",
+    "Content-Type": "application/json",
+}
+
+Now = Callable[[], float]
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
+class Wire(Protocol):
+    """Sends one POST and returns its whole answer; see the module."""
+
+    async def post(self, url: str, content: bytes, where: Where, limit: int) -> Reply:
+        """``content`` (JSON) to ``url``; the body is decoded to at most ``limit`` bytes."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A URL checked once: aiohttp's form of it, and the proxy and TLS it is reached with."""
+
+    url: yarl.URL
+    proxy: str | None
+    tls: ssl.SSLContext | bool
+
+
+class AiohttpWire:
     """One aiohttp session for every request of a client; made on first use (it needs a loop)."""
 
-    def __init__(self, max_connections: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_connections: int, connect_timeout: float | None, clock: Now = time.monotonic
+    ) -> None:
         self._max_connections = max_connections
+        # ``connect`` covers the name lookup, TCP and TLS (as httpx's connect timeout does):
+        # a hung resolver is "could not reach", never "the answer was lost". The total is
+        # the client's (its clock's ``fail_after``).
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
         self._now = clock
         self._session: aiohttp.ClientSession | None = None
-        self._proxies: dict[tuple[str, str], str | None] = {}
+        self._targets: dict[str, _Target] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -59,6 +102,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             tracing.on_request_headers_sent.append(self._note_sent)
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                headers=HEADERS,
                 trace_configs=[tracing],
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
@@ -67,43 +111,61 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return self._session
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(
-                f"unsupported protocol {url.scheme!r}: http or https only"
-            )
-        if url.port is not None and not 0 < url.port < 1 << 16:
-            raise httpx.InvalidURL(f"the port {url.port} is out of range")
-        timeouts = request.extensions.get("timeout", {})
+    async def post(self, url: str, content: bytes, where: Where, limit: int) -> Reply:
+        target = self._targets.get(url) or self._target(url)
         session = self._open()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         stamps: dict[str, float] = {}
+        started = self._now()
         with _as_httpx_errors():
             answer = await session.request(
-                request.method,
-                str(url),
-                headers=headers,
-                data=request.content or None,
+                "POST",
+                target.url,
+                data=content,
                 allow_redirects=False,
-                proxy=self._proxy_for(url.scheme, url.host),
-                ssl=_tls_context() if url.scheme == "https" else True,
+                proxy=target.proxy,
+                ssl=target.tls,
                 trace_request_ctx=stamps,
-                # ``connect`` covers the name lookup, TCP and TLS (as httpx's connect timeout
-                # does): a hung resolver is "could not reach", never "the answer was lost".
-                timeout=aiohttp.ClientTimeout(total=None, connect=timeouts.get("connect")),
+                timeout=self._timeout,
             )
-        return httpx.Response(
+            answered = self._now()
+            try:
+                reader = BodyReader(answer.headers, where, limit)
+                async for chunk in answer.content.iter_any():
+                    reader.feed(chunk)
+                body = reader.finish()
+            finally:
+                # A body read to its end gives the connection back to the pool; any other
+                # (over the limit, cut short, cancelled) is closed.
+                answer.release()
+        return Reply(
             status_code=answer.status,
-            headers=answer.raw_headers,
-            stream=_Body(answer),
-            request=request,
-            extensions={
-                "http_version": b"HTTP/1.1",
-                SENT_AT: stamps.get(SENT_AT),
-                ANSWERED_AT: self._now(),
-            },
+            reason_phrase=httpx.codes.get_reason_phrase(answer.status),
+            headers=answer.headers,
+            body=body,
+            sent_at=stamps.get("sent", started),
+            answered_at=answered,
         )
+
+    def _target(self, url: str) -> _Target:
+        """``url`` checked as httpx would (scheme, port), with its proxy: once per URL."""
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(
+                f"unsupported protocol {parsed.scheme!r}: http or https only"
+            )
+        if parsed.port is not None and not 0 < parsed.port < 1 << 16:
+            raise httpx.InvalidURL(f"the port {parsed.port} is out of range")
+        try:
+            aiohttp_url = yarl.URL(str(parsed), encoded=True)
+        except ValueError as exc:
+            raise httpx.InvalidURL(str(exc) or "the URL is not valid") from exc
+        target = _Target(
+            url=aiohttp_url,
+            proxy=_proxy_for(parsed.scheme, parsed.host),
+            tls=_tls_context() if parsed.scheme == "https" else True,
+        )
+        self._targets[url] = target
+        return target
 
     async def _note_sent(
         self,
@@ -111,25 +173,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         context: SimpleNamespace,
         params: aiohttp.TraceRequestHeadersSentParams,
     ) -> None:
-        context.trace_request_ctx[SENT_AT] = self._now()
-
-    def _proxy_for(self, scheme: str, host: str) -> str | None:
-        """The proxy the environment names for ``scheme://host`` (None: ``NO_PROXY``, or none)."""
-        where = (scheme, host)
-        if where not in self._proxies:
-            proxies = urllib.request.getproxies_environment()
-            proxy = proxies.get(scheme) or proxies.get("all")
-            if not proxy or urllib.request.proxy_bypass(host):
-                proxy = None
-            elif "://" not in proxy:
-                proxy = f"http://{proxy}"
-            elif proxy.split("://", 1)[0].lower() not in ("http", "https"):
-                raise httpx.ProxyError(
-                    f"the proxy for {scheme}:// from the environment is not an http(s) proxy "
-                    "(SOCKS is not supported); set HTTPS_PROXY/HTTP_PROXY, or NO_PROXY"
-                )
-            self._proxies[where] = proxy
-        return self._proxies[where]
+        context.trace_request_ctx["sent"] = self._now()
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -137,20 +181,63 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             await session.close()
 
 
-class _Body(httpx.AsyncByteStream):
-    """A response body as it arrives, still encoded; closing it frees (or drops) the connection."""
+class HttpxWire:
+    """Requests through an ``httpx`` transport: the emulator in-process, a MockTransport."""
 
-    def __init__(self, answer: aiohttp.ClientResponse) -> None:
-        self._answer = answer
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        request_timeout: float,
+        connect_timeout: float,
+        clock: Now = time.monotonic,
+    ) -> None:
+        self._now = clock
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
+            headers=HEADERS,
+            follow_redirects=False,
+            trust_env=False,
+        )
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _as_httpx_errors():
-            async for chunk in self._answer.content.iter_any():
-                yield chunk
+    async def post(self, url: str, content: bytes, where: Where, limit: int) -> Reply:
+        started = self._now()
+        async with self._http.stream("POST", url, content=content) as response:
+            answered = self._now()
+            if response.is_stream_consumed:  # made in memory (a MockTransport): decoded
+                body = BodyReader.decoded(response.content, where, limit)
+            else:
+                reader = BodyReader(response.headers, where, limit)
+                async for chunk in response.aiter_raw():
+                    reader.feed(chunk)
+                body = reader.finish()
+        return Reply(
+            status_code=response.status_code,
+            reason_phrase=response.reason_phrase,
+            headers=response.headers,
+            body=body,
+            sent_at=started,
+            answered_at=answered,
+        )
 
     async def aclose(self) -> None:
-        # A body read to its end gives the connection back to the pool; any other is closed.
-        self._answer.release()
+        await self._http.aclose()
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for ``scheme://host`` (None: ``NO_PROXY``, or none)."""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    if "://" not in proxy:
+        return f"http://{proxy}"
+    if proxy.split("://", 1)[0].lower() not in ("http", "https"):
+        raise httpx.ProxyError(
+            f"the proxy for {scheme}:// from the environment is not an http(s) proxy "
+            "(SOCKS is not supported); set HTTPS_PROXY/HTTP_PROXY, or NO_PROXY"
+        )
+    return proxy
 
 
 @contextmanager

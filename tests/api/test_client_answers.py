@@ -173,7 +173,7 @@ def test_the_body_reader_never_holds_much_more_than_the_limit() -> None:
     """Decompression runs in bounded steps: no step inflates a whole chunk at once."""
     limit = 1 << 20
     reader = BodyReader(
-        httpx.Response(200, headers={"content-encoding": "gzip"}),
+        httpx.Headers({"content-encoding": "gzip"}),
         Where("acct", "endpoint", ApiKey("k")),
         limit,
     )

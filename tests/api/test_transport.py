@@ -1,4 +1,4 @@
-"""The aiohttp transport over real sockets: what it sends, and which side of "sent" it fails on.
+"""The aiohttp wire over real sockets: what it sends, and which side of "sent" it fails on.
 
 Each test serves one scripted answer from a raw TCP server on loopback, then checks what the
 client made of it. The line that matters: a failure to connect is "never sent" (retried
@@ -22,8 +22,9 @@ import httpx
 import pytest
 
 from reconciler.api.client import ApiClient, ClientSettings
+from reconciler.api.responses import Where
 from reconciler.api.secret import ApiKey
-from reconciler.api.transport import AiohttpTransport
+from reconciler.api.transport import AiohttpWire
 from reconciler.errors import ApiUnreachable
 
 from .test_client_unreachable import closed_port
@@ -150,17 +151,18 @@ async def test_a_proxy_from_the_environment_is_used_unless_no_proxy_exempts_the_
     assert len(seen) == 1
 
 
-async def test_the_transport_refuses_other_schemes_and_ports_out_of_range() -> None:
-    transport = AiohttpTransport(max_connections=4)
+async def test_the_wire_refuses_other_schemes_and_ports_out_of_range() -> None:
+    sender = AiohttpWire(max_connections=4, connect_timeout=1.0)
+    where = Where("acct", "v3/load_model", ApiKey("sk-transport-test"))
     try:
         for url, error in [
             ("ftp://127.0.0.1/x", httpx.UnsupportedProtocol),
             ("http://127.0.0.1:70000/x", httpx.InvalidURL),
         ]:
             with pytest.raises(error):
-                await transport.handle_async_request(httpx.Request("POST", url, content=b"{}"))
+                await sender.post(url, b"{}", where, 1000)
     finally:
-        await transport.aclose()
+        await sender.aclose()
 
 
 async def test_an_accepted_load_says_when_it_was_written_and_when_its_answer_came() -> None:

@@ -22,7 +22,7 @@ from reconciler.api.client import (
     concurrency_for,
 )
 from reconciler.api.secret import ApiKey
-from reconciler.api.transport import AiohttpTransport
+from reconciler.api.transport import AiohttpWire
 from reconciler.cli import build_run
 
 from .e2e_support import (
@@ -115,10 +115,8 @@ def test_the_cap_is_set_from_the_flag_or_the_accounts(world: World) -> None:
 def test_every_account_reads_over_one_aiohttp_pool_closed_at_the_end(world: World) -> None:
     async def read_two() -> tuple[list[str], bool]:
         async with ApiClient(ClientSettings(spam_window=0.0)) as api:
-            http = api._http
-            assert http is not None
-            transport = http._transport
-            assert isinstance(transport, AiohttpTransport)
+            transport = api._wire
+            assert isinstance(transport, AiohttpWire)
             read = []
             for name in ("studio", "farm"):
                 api_kind, limit, key_env = ACCOUNTS[name]
