@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shlex
 import signal
 import subprocess
 import sys
@@ -141,8 +142,11 @@ class EmulatorProcess:
         self._process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> EmulatorProcess:
+        # BENCH_EMULATOR_WRAP="pyinstrument -o F" runs the emulator under a profiler (which
+        # must run the module in-process, so that SIGTERM still stops the server cleanly).
+        wrapper = shlex.split(os.environ.get("BENCH_EMULATOR_WRAP", "")) or [sys.executable]
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.emulator_main", str(self.seed)],
+            [*wrapper, "-m", "benchmarks.emulator_main", str(self.seed)],
             stdout=subprocess.PIPE,
             text=True,
             cwd=Path(__file__).resolve().parent.parent,

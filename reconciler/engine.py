@@ -31,7 +31,7 @@ from reconciler.core.plan import (
     Action,
     Plan,
     Timing,
-    make_plan,
+    guarded_plan,
     plan_account,
 )
 from reconciler.core.report import AccountReport, ApplyReport, Outcome
@@ -105,21 +105,27 @@ def connect_accounts(
 
 
 async def read_live_states(
-    clients: Mapping[str, AccountClient], deadline: float | None = None
+    clients: Mapping[str, AccountClient],
+    deadline: float | None = None,
+    on_read: Callable[[str, LiveState], None] | None = None,
 ) -> tuple[dict[str, LiveState], list[AccountFailure]]:
     """One listing pass per account, all accounts at once; failures are collected.
 
     ``deadline`` (an instant of the run's clock, such as the end of ``apply --timeout``)
-    bounds the listings and their retries; see :meth:`AccountClient.read_live`.
+    bounds the listings and their retries; see :meth:`AccountClient.read_live`. ``on_read``
+    is called with each live state as it comes in (the planner, while others are in flight).
     """
     live: dict[str, LiveState] = {}
     failures: list[AccountFailure] = []
 
     async def read(name: str, client: AccountClient) -> None:
         try:
-            live[name] = await client.read_live(deadline=deadline)
+            live[name] = state = await client.read_live(deadline=deadline)
         except ReconcilerError as exc:
             failures.append(AccountFailure(name, exc.failure_reason, str(exc)))
+            return
+        if on_read is not None:
+            on_read(name, state)
 
     async with anyio.create_task_group() as group:
         for name, client in sorted(clients.items()):
@@ -139,17 +145,23 @@ async def read_and_plan(
     load_grace: float = DEFAULT_LOAD_GRACE,
     deadline: float | None = None,
 ) -> PlanResult:
-    """Read every account's live state and plan against the manifests and the ledger."""
-    live, failures = await read_live_states(workspace.clients, deadline)
+    """Read every account's live state and plan against the manifests and the ledger.
+
+    Each account is planned as soon as its listing is in, while the others' are on their way
+    (issue 11: planning 10k models after the last listing put 0.14 s before the first load);
+    the run-level guards come once every account is planned, before anything is sent.
+    """
+    timing = now_timing(load_grace, workspace.clock)
+    declared = {account.name: account for account in workspace.accounts}
+    planned: list[AccountPlan] = []
+
+    def plan_one(name: str, live: LiveState) -> None:
+        with collector_paused():  # a change or more per model, none cyclic: see collector_paused
+            planned.append(plan_account(declared[name], live, ledger, timing))
+
+    live, failures = await read_live_states(workspace.clients, deadline, plan_one)
     all_failures = (*workspace.failures, *failures)
-    with collector_paused():  # a change or more per model, none cyclic: see collector_paused
-        plan = make_plan(
-            workspace.accounts,
-            live,
-            ledger,
-            max_deletes=max_deletes,
-            timing=now_timing(load_grace, workspace.clock),
-        )
+    plan = guarded_plan(planned, ledger is not None, max_deletes=max_deletes)
     unread = tuple(sorted(f.account for f in all_failures))
     return PlanResult(plan.model_copy(update={"unread": unread}), live, all_failures)
 

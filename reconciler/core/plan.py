@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -198,19 +198,34 @@ def make_plan(
     ``ledger`` None means no ledger is available: replace and ``prune: managed`` are off and
     each account's notes say so.
     """
-    planned = tuple(
+    planned = [
         plan_account(account, live[account.name], ledger, timing)
-        for account in sorted(accounts, key=lambda a: a.name)
+        for account in accounts
         if account.name in live
-    )
-    deletes = sum(1 for a in planned for c in a.changes if c.action is Action.DELETE)
+    ]
+    return guarded_plan(planned, ledger is not None, max_deletes=max_deletes)
+
+
+def guarded_plan(
+    planned: Iterable[AccountPlan],
+    ledger_available: bool,
+    *,
+    max_deletes: int = DEFAULT_MAX_DELETES,
+) -> Plan:
+    """The plan of these account plans (in any order), with the run-level guards applied.
+
+    Accounts may be planned one by one, each as its listing comes in (see the engine); only
+    what spans the run is decided here, once every account is planned.
+    """
+    ordered = tuple(sorted(planned, key=lambda a: a.account))
+    deletes = sum(1 for a in ordered for c in a.changes if c.action is Action.DELETE)
     blockers: tuple[str, ...] = ()
     if deletes > max_deletes:
         blockers = (
             f"the plan deletes {deletes} models, more than --max-deletes {max_deletes}; "
             "raise --max-deletes to allow it",
         )
-    return Plan(accounts=planned, blockers=blockers, ledger_available=ledger is not None)
+    return Plan(accounts=ordered, blockers=blockers, ledger_available=ledger_available)
 
 
 def plan_account(
