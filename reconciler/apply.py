@@ -124,6 +124,8 @@ class _Item:
     unconfirmed: bool = False
     #: A wait for an earlier run's load that never appeared: it is now sent as a load.
     resent: bool = False
+    #: Its intent is on disk, and no request has been sent since.
+    intent_noted: bool = False
     #: A listing has shown the load this run sent ended (ready or failed).
     seen_ready: bool = False
     #: The API accepted it, then the run stopped on the key: the load may still finish.
@@ -331,6 +333,8 @@ class AccountApply:
     async def _load_all(self) -> None:
         queue = [item for item in self.items.values() if item.change.action in _QUEUED]
         if queue:
+            # The first wave's intents go to disk while the leaders' loads are on their way.
+            await self._note_intents(queue[: max(0, self.client.queue_limit - self._in_flight())])
             await self.load_times.after_leaders(self.plan.account, self.clock)
         while queue:
             if self._in_flight() >= self.client.queue_limit:
@@ -356,6 +360,7 @@ class AccountApply:
         Their intents are made durable together (one journal write). An invalid key stops the
         account: the first one is re-raised once the wave's other requests have ended.
         """
+        await self._note_intents(wave)
         if len(wave) == 1:
             await self._send(wave[0])
             return
@@ -398,7 +403,8 @@ class AccountApply:
 
     async def _send(self, item: _Item) -> None:
         change = item.change
-        await self._note(item, LedgerEvent.INTENT)  # on disk before the request can leave
+        await self._note_intents([item])  # on disk before the request can leave
+        item.intent_noted = False  # a later send of the item (a resend) notes it again
         answered: float | None = None  # when the accepted request's answer came, if it did
         while item.attempts < MAX_SEND_ATTEMPTS:
             item.attempts += 1
@@ -795,6 +801,8 @@ class AccountApply:
             if _confirms(entry, change.spec_hash, now):
                 return LedgerEvent.READY  # the load an interrupted run sent has finished
             return None
+        if item.intent_noted and not item.sent:
+            return LedgerEvent.ABANDONED  # its intent went to disk, its request never left
         if not (item.sent or change.action is Action.WAIT):
             return None
         if item.outcome is Outcome.DONE:
@@ -812,6 +820,16 @@ class AccountApply:
         ):
             return LedgerEvent.FAILED  # never listed within the grace: counts as a failed load
         return LedgerEvent.ACCEPTED
+
+    async def _note_intents(self, items: Sequence[_Item]) -> None:
+        """Record the intent of each item about to be sent (unless it is noted already)."""
+        todo = [item for item in items if not item.intent_noted]
+        if todo:
+            await self.record(
+                {item.change.model_id: self._fold(item, LedgerEvent.INTENT) for item in todo}
+            )
+            for item in todo:
+                item.intent_noted = True
 
     async def _note(self, item: _Item, event: LedgerEvent) -> None:
         """Fold ``event`` into the item's entry and record it (durably) at once."""

@@ -25,6 +25,7 @@ import yaml
 from reconciler.api.kinds import ApiKind
 from reconciler.apply import LEAD_WAIT, SCOUTS, ApplyOptions, LoadTimes
 from reconciler.clock import FakeClock
+from reconciler.core.ledger_entries import LedgerEntry
 from reconciler.core.live import Condition
 from reconciler.core.plan import AccountPlan, Action, ModelChange
 from reconciler.core.report import ApplyReport, Outcome
@@ -53,6 +54,8 @@ class ByAccount(httpx.AsyncBaseTransport):
     #: Accounts whose listings fail (503) once the plan's listings are done.
     failing: frozenset[str] = frozenset()
     sent: list[tuple[float, str, str]] = field(default_factory=list)
+    #: Every request's answer and every ledger record, in the order they happened.
+    events: list[tuple[str, str, str]] = field(default_factory=list)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         key = json.loads(request.content)["key"]
@@ -62,7 +65,24 @@ class ByAccount(httpx.AsyncBaseTransport):
         listing = endpoint in LISTINGS or endpoint == "v4/dreambooth/model_list"
         if account in self.failing and listing and self.clock.now() > 1000.5:
             return httpx.Response(503, json={"status": "error", "message": "try again"})
-        return await self.inner.handle_async_request(request)
+        model_id = json.loads(request.content).get("model_id", "")
+        self.events.append(("request", account, model_id))
+        response = await self.inner.handle_async_request(request)
+        self.events.append(("answer", account, model_id))
+        return response
+
+
+class Noted(MemorySession):
+    """A ledger session that notes each record in the transport's order of events."""
+
+    def __init__(self, events: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.events = events
+
+    async def record(self, account: str, model_id: str, entry: LedgerEntry | None) -> None:
+        pending = entry is not None and entry.pending is not None
+        self.events.append(("intent" if pending else "record", account, model_id))
+        await super().record(account, model_id, entry)
 
 
 def _manifest(root: Path, account: str, api: str) -> None:
@@ -114,7 +134,8 @@ async def _run_fleet(
         transport=transport,
         clock=clock,
     )
-    _, report = await apply_accounts(access, MemorySession(), ApplyOptions(timeout=3600.0))
+    session = Noted(transport.events)
+    _, report = await apply_accounts(access, session, ApplyOptions(timeout=3600.0))
     return report, transport, clock
 
 
@@ -204,3 +225,30 @@ async def test_the_first_scouts_send_first_and_the_others_wait_for_their_answers
     started = clock.now()
     await stuck.after_leaders(f"a{SCOUTS + 1}", clock)
     assert clock.now() - started == pytest.approx(LEAD_WAIT)
+
+
+async def test_the_others_first_intents_are_on_disk_while_the_leaders_loads_are_out(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    """Written while the leaders' answers are awaited, not after (issue 11); still write-ahead."""
+    report, transport, _ = await _run_fleet(tmp_path)
+    assert all(a.converged for a in report.accounts), report
+    events = transport.events
+    leaders = sorted(ACCOUNTS)[:SCOUTS]
+    first_wave_answered = [
+        [
+            i
+            for i, (kind, a, model) in enumerate(events)
+            if kind == "answer" and a == leader and model
+        ][QUEUE_LIMIT - 1]
+        for leader in leaders
+    ]
+    last_leader_answer = max(first_wave_answered)
+    for account in sorted(ACCOUNTS)[SCOUTS:]:
+        intents = [i for i, e in enumerate(events) if e[0] == "intent" and e[1] == account]
+        assert len(intents) == QUEUE_LIMIT * WAVES, account
+        first_wave = intents[:QUEUE_LIMIT]
+        assert max(first_wave) < last_leader_answer, account
+    for i, (kind, account, model) in enumerate(events):
+        if kind == "request" and model:  # a load: its intent was recorded before it
+            assert ("intent", account, model) in events[:i], (account, model)

@@ -16,9 +16,10 @@ import pytest
 
 from reconciler.api.client import Accepted
 from reconciler.api.kinds import ApiKind
-from reconciler.apply import AccountApply, ApplyOptions, LoadTimes
+from reconciler.apply import AccountApply, ApplyOptions, LoadTimes, _Item
 from reconciler.clock import FakeClock
 from reconciler.core.events import NullProgress
+from reconciler.core.ledger_fold import LedgerEvent
 from reconciler.core.live import Condition, LiveModel, LiveState
 from reconciler.core.plan import AccountPlan, Action, ModelChange
 from reconciler.core.report import Outcome
@@ -169,3 +170,24 @@ async def test_once_every_load_is_sent_one_listing_sees_a_wave_whose_answers_cam
     # earliest saw one load at 60 s, and the others on the next poll, at 90 s
     assert client.listings == 1
     assert clock.now() - 1000.0 == pytest.approx(20.0 + LOAD_SECONDS)
+
+
+async def test_an_intent_noted_for_a_request_that_never_left_is_abandoned_at_the_end() -> None:
+    """The first wave's intents are noted before the wait for the leaders (issue 11): one
+    that is not sent after all must not leave the next run waiting for a load in flight."""
+    clock = FakeClock()
+    run = one_account(QueuedLoads(clock), clock, loads=2, poll_interval=30.0)
+    recorded: list[dict[str, object]] = []
+
+    async def record(entries: Mapping[str, object]) -> None:
+        recorded.append(dict(entries))
+
+    run.record = record
+    run.items = {c.model_id: _Item(c) for c in run.plan.changes}
+    noted, kept = run.items["m0"], run.items["m1"]
+    await run._note_intents([noted])
+    assert recorded and run.entries["m0"].pending is not None
+    assert run.final_event(noted) is LedgerEvent.ABANDONED
+    assert run.final_event(kept) is None  # never noted, never sent: nothing to undo
+    await run.record_outcomes()
+    assert recorded[-1] == {"m0": None}  # no entry was confirmed before: the intent goes
