@@ -16,9 +16,10 @@ and makes every such thing visible instead of effective:
   ``\\n``, ``\\r``, ``\\t``, ``\\x1b``, ``\\u202e``, ``\\U000e0001``;
 - ``::`` at the start (after spaces) becomes ``\\x3a:``, and every ``##[`` becomes ``##\\x5b``.
 
-JSON documents go through :func:`safe_json`: ``json.dumps`` with ``ensure_ascii`` escapes every
-control and non-ASCII character, and a line of indented JSON never starts with ``::``, but a
-string may still hold ``##[``, which the runner obeys anywhere in a line.
+JSON documents go through :func:`safe_json`, which escapes every control and non-ASCII
+character (as ``json.dumps`` with ``ensure_ascii`` does), and a line of indented JSON never
+starts with ``::``, but a string may still hold ``##[``, which the runner obeys anywhere in a
+line.
 
 Printable text comes out unchanged, so ordinary ids, names and messages look as they are.
 Backslashes are left alone: ``\\x1b`` typed literally and an escaped ESC look alike, which
@@ -32,6 +33,8 @@ import json
 import logging
 import re
 from types import TracebackType
+
+import pydantic_core
 
 #: Escapes of the characters people know by a letter.
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -65,10 +68,39 @@ def safe_json(document: object) -> str:
     """``document`` as indented JSON text (sorted keys, final newline) safe in a CI log.
 
     Outside strings JSON has no ``#``, so ``##[`` only occurs inside one, where ``\\u005b``
-    reads back as the same ``[``: the data is unchanged.
+    reads back as the same ``[``: the data is unchanged. Serialised by pydantic-core, keys
+    sorted first: ``json.dumps`` with ``indent`` runs in pure Python, about 0.1 s for the
+    report of a 10k-model apply (issue 11); a string Rust cannot hold (a lone surrogate, from
+    a ``\\ud800`` in an answer) takes that slow way.
     """
-    text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=True)
+    try:
+        text = pydantic_core.to_json(_keys_sorted(document), indent=2).decode()
+    except ValueError:
+        text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=True)
+    text = _NOT_PLAIN_ASCII.sub(_json_escape, text)  # only in strings: JSON itself is ASCII
     return text.replace(_LEGACY_COMMAND, "##\\u005b") + "\n"
+
+
+#: What ``ensure_ascii`` escapes that pydantic-core leaves: DEL and every non-ASCII character.
+_NOT_PLAIN_ASCII = re.compile(r"[^\x00-\x7e]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    """A character as JSON escapes (two, a surrogate pair, beyond the basic plane)."""
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def _keys_sorted(value: object) -> object:
+    """``value`` with every object's keys in sorted order (what ``sort_keys`` does)."""
+    if isinstance(value, dict):
+        return {key: _keys_sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [_keys_sorted(item) for item in value]
+    return value
 
 
 def markdown_text(text: str) -> str:

@@ -146,6 +146,23 @@ def test_safe_json_is_the_same_data_and_safe_in_a_log(document: object) -> None:
     assert not any(line.lstrip().startswith("::") for line in text.splitlines())
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["caf\u00e9 \U0001f600 \u202e \x00\x1b\x7f", "lone \ud800 surrogate", 10**30, -1.5e-7],
+    ids=["non-ascii", "lone-surrogate", "big-int", "float"],
+)
+def test_safe_json_escapes_as_ensure_ascii_does_whatever_the_serialiser(value: object) -> None:
+    """pydantic-core writes it, or ``json.dumps`` when a string is no valid UTF-8."""
+    document = {"b": [value, {"z": 1, "a": value}], "a": None}
+    text = safe_json(document)
+    assert json.loads(text) == document
+    assert text.isascii()
+    assert text.index('"a": null') < text.index('"b"') and text.rindex('"a": ') < text.index('"z"')
+    expected = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=True) + "\n"
+    if isinstance(value, str):  # the very same text as before, strings included
+        assert text == expected
+
+
 def test_log_lines_and_tracebacks_are_neutralised() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
