@@ -52,6 +52,7 @@ class SpamGuard:
         self._window = window
         self._clock = clock
         self._next_turn: dict[str, float] = {}
+        self._prune_at = self._PRUNE_AT
 
     async def wait_turn(
         self, where: Where, url: str, payload: Mapping[str, Any], not_after: float
@@ -97,8 +98,15 @@ class SpamGuard:
             self._next_turn[booking.digest] = booking.previous
 
     def _prune(self, now: float) -> None:
-        if len(self._next_turn) >= self._PRUNE_AT:
+        """Forget the turns that have passed, once the table has doubled since the last time.
+
+        Not every time it is over a fixed size: a wave of more distinct requests than that
+        within one window (5,000 loads over 1,000 accounts) kept all of them, and rebuilt the
+        table on every request of the wave (quadratic: 0.3 s of CPU for 5,000 requests).
+        """
+        if len(self._next_turn) >= self._prune_at:
             self._next_turn = {d: t for d, t in self._next_turn.items() if t > now}
+            self._prune_at = max(self._PRUNE_AT, 2 * len(self._next_turn))
 
 
 def _digest(url: str, payload: Mapping[str, Any]) -> str:
