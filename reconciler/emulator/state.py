@@ -58,6 +58,7 @@ class EmulatorState:
         self.webhook_log: list[dict[str, Any]] = []
         self._owed: list[WebhookDelivery] = []
         self.accounts: dict[str, Account] = {}
+        self._by_key: dict[str, Account] | None = None  # made on first use after a change
         self._lock = threading.RLock()
         self._order = itertools.count()
         # (emulated time, tie-break, account, model id, record): when a load ends, and when a
@@ -85,12 +86,15 @@ class EmulatorState:
             if existing is not None or self.account_for_key(config.key) is not None:
                 raise AccountConflict(f"account {config.name!r} or its key exists already")
             self.accounts[config.name] = account = Account(config)
+            self._by_key = None
             self.save()
             return account
 
     def account_for_key(self, key: object) -> Account | None:
-        """The account a key belongs to, if any."""
-        return next((a for a in self.accounts.values() if a.config.key == key), None)
+        """The account a key belongs to, if any (every request asks: an index, not a scan)."""
+        if self._by_key is None:
+            self._by_key = {a.config.key: a for a in self.accounts.values()}
+        return self._by_key.get(key) if isinstance(key, str) else None
 
     # --- models: the in-process helpers -------------------------------------------------
 
@@ -307,6 +311,7 @@ class EmulatorState:
             self._due.clear()
             self._idle.clear()
             self.accounts = {a.name: Account(a) for a in self.config.accounts}
+            self._by_key = None
             self.save()
 
     def save(self) -> None:
@@ -335,5 +340,6 @@ class EmulatorState:
             models = item.pop("models", [])
             account = Account(AccountConfig.model_validate(item))
             self.accounts[account.name] = account
+            self._by_key = None
             for fields in models:
                 self._place(account, ModelRecord(**fields))

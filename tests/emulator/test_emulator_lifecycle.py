@@ -277,3 +277,27 @@ async def test_state_file_survives_a_restart(tmp_path: Path) -> None:
     async with in_process(second) as client:
         assert await statuses(client) == {MODEL: "model_ready"}
         assert (await client.post("v3/finetune_list", json={"key": "l"})).json()["data"] == []
+
+
+async def test_a_key_is_known_from_the_moment_its_account_is_added_or_reset(
+    client: httpx.AsyncClient,
+) -> None:
+    """Keys are looked up in an index (a scan of every account per request cost a fleet)."""
+    body = {"key": "later-key"}
+    before = await client.post("v1/enterprise/system_details", json=body)
+    assert before.json()["message"] == "Invalid Api Key"  # the index is built by now
+    new = {"name": "later", "key": "later-key", "api": "enterprise"}
+    assert (await client.post(control(client, "accounts"), json=new)).status_code == 201
+    after = await client.post("v1/enterprise/system_details", json=body)
+    assert after.json()["status"] == "ok"
+    assert (await client.post(control(client, "reset"), json={})).status_code == 200
+    gone = await client.post("v1/enterprise/system_details", json=body)
+    assert gone.json()["message"] == "Invalid Api Key"  # reset keeps the configured accounts
+    kept = await client.post("v3/finetune_list", json={"key": COMMUNITY_KEY})
+    assert kept.json()["status"] == "success"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_an_api_path_takes_only_post(client: httpx.AsyncClient, method: str) -> None:
+    answer = await client.request(method, "v3/finetune_list")
+    assert answer.status_code == 405
