@@ -57,7 +57,7 @@ SHARE_MARGIN = 1.1
 #: Accounts that poll on their interval while no load time is known yet (see
 #: :class:`LoadTimes`); their first polls are staggered by a share of the interval, so that
 #: together they see the first load end sooner than one account's polls would.
-SCOUTS = 4
+SCOUTS = 8
 
 #: While scouts find out how long a load takes, another account polls at most this many
 #: intervals apart: its loads may be quicker than theirs.

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.anyio
 BASE = "http://emulator/api/"
 QUEUE_LIMIT = 5
 WAVES = 2
-ACCOUNTS = {f"fleet-{n:02d}": ("community" if n % 2 else "enterprise") for n in range(12)}
+ACCOUNTS = {f"fleet-{n:02d}": ("community" if n % 2 else "enterprise") for n in range(2 * SCOUTS)}
 LISTINGS = ("v3/finetune_list", "v1/enterprise/get_all_models")  # one per listing pass
 
 
