@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings, resolve_api_base
@@ -159,7 +160,25 @@ async def read_and_plan(
         with collector_paused():  # a change or more per model, none cyclic: see collector_paused
             planned.append(plan_account(declared[name], live, ledger, timing))
 
-    live, failures = await read_live_states(workspace.clients, deadline, plan_one)
+    async def resolve_declared() -> None:
+        # The declared models do not depend on the live state: resolved (each spec hashed)
+        # while the listings are on their way, in the time before their answers come.
+        for account in workspace.accounts:
+            await anyio.lowlevel.checkpoint()
+            with collector_paused():
+                account.desired()
+
+    live: dict[str, LiveState] = {}
+    failures: list[AccountFailure] = []
+
+    async def read() -> None:
+        live_states, read_failures = await read_live_states(workspace.clients, deadline, plan_one)
+        live.update(live_states)
+        failures.extend(read_failures)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(read)
+        group.start_soon(resolve_declared)
     all_failures = (*workspace.failures, *failures)
     plan = guarded_plan(planned, ledger is not None, max_deletes=max_deletes)
     unread = tuple(sorted(f.account for f in all_failures))
