@@ -234,11 +234,11 @@ async def apply_plan(
     Refuses a blocked plan (``--max-deletes``, never-empty) before any request is sent, then
     claims the accounts it will write (the git store: LedgerLocked if another run holds one).
     Each request's intent is on disk before it is sent, each answer as soon as it comes, and
-    each account's outcomes are recorded and checkpointed (pushed, on the git store) when its
-    part ends. The re-plan of each account for the report waits until every account's
-    requests are over: done as each account ended, it (all declared models again) held back
-    the polls of the accounts still waiting. ``deadline`` is the run's end (by default
-    ``options.timeout`` from now).
+    each account's outcomes are recorded, checkpointed (pushed, on the git store) and
+    re-planned for the report when its part ends: the last accounts wait for their loads
+    then, so the work is done before the last listing rather than after it (the re-plan
+    yields once first, so that polls that are due go first). ``deadline`` is the run's end
+    (by default ``options.timeout`` from now).
     """
     refuse_blocked(run.plan)
     sink = progress or NullProgress()
@@ -257,8 +257,6 @@ async def apply_plan(
 
         return record
 
-    ended: list[tuple[AccountApply, float]] = []
-
     async def apply_one(account_plan: AccountPlan) -> None:
         started = workspace.clock.now()
         name = account_plan.account
@@ -276,12 +274,15 @@ async def apply_plan(
         await account_apply.run()
         if options.wait and account_apply.stale and workspace.clock.now() < deadline:
             await account_apply.refresh_quietly()
-        ended.append((account_apply, workspace.clock.now() - started))
+        elapsed = workspace.clock.now() - started
         await account_apply.record_outcomes()
         if session is not None:
             await session.checkpoint([name])
         failed = any(item.failure is not None for item in account_apply.items.values())
         sink.account_update(name, "failed" if failed else "done", account_apply.counts())
+        await anyio.lowlevel.checkpoint()  # the polls that are due first
+        with collector_paused():
+            report_one(account_apply, elapsed)
 
     def report_one(account_apply: AccountApply, elapsed: float) -> None:
         name = account_apply.plan.account
@@ -296,8 +297,6 @@ async def apply_plan(
         async with anyio.create_task_group() as group:
             for account_plan in run.plan.accounts:
                 group.start_soon(apply_one, account_plan)
-        for account_apply, elapsed in ended:
-            report_one(account_apply, elapsed)
     finally:
         sink.close()
     failed = [_failed_account_report(f, workspace.account(f.account).api) for f in run.failures]
