@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -60,7 +60,10 @@ def create_app(
 
     async def api(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        response = await _serve_api(request, scope["path"][5:], state, webhooks, clock)
+        try:
+            response = await _serve_api(request, scope["path"][5:], state, webhooks, clock)
+        except ClientDisconnect:  # gone before its body was in: never processed, nobody to answer
+            return
         await response(scope, receive, send)
 
     @contextlib.asynccontextmanager

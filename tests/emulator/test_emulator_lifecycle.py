@@ -301,3 +301,27 @@ async def test_a_key_is_known_from_the_moment_its_account_is_added_or_reset(
 async def test_an_api_path_takes_only_post(client: httpx.AsyncClient, method: str) -> None:
     answer = await client.request(method, "v3/finetune_list")
     assert answer.status_code == 405
+
+
+async def test_a_client_gone_before_its_body_came_is_not_answered_nor_processed() -> None:
+    """What a server does with a request cut short: nothing (no error, no load started)."""
+    app = create_app(make_config())
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v3/load_model",
+        "raw_path": b"/api/v3/load_model",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    sent: list[object] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent == []
+    assert app.state.emulator.accounts["studio"].models == {}
