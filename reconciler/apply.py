@@ -176,8 +176,13 @@ class LoadTimes:
 
     @classmethod
     def for_run(cls, plans: Sequence[AccountPlan]) -> LoadTimes:
-        """The learning of a run: its first :data:`SCOUTS` accounts with loads lead it."""
-        leaders = [p.account for p in plans if any(c.action in _QUEUED for c in p.changes)]
+        """The learning of a run: :data:`SCOUTS` accounts with loads lead it, fewest first.
+
+        A scout may list just before its loads end and then wait out the spam window: with
+        few loads (one wave) that costs only its last listing, never a whole second wave.
+        """
+        queued = {p.account: sum(c.action in _QUEUED for c in p.changes) for p in plans}
+        leaders = sorted((name for name, n in queued.items() if n), key=lambda a: (queued[a], a))
         return cls(
             scouts=list(leaders[:SCOUTS]),
             stagger=len(leaders) > SCOUTS,

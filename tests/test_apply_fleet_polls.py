@@ -252,3 +252,16 @@ async def test_the_others_first_intents_are_on_disk_while_the_leaders_loads_are_
     for i, (kind, account, model) in enumerate(events):
         if kind == "request" and model:  # a load: its intent was recorded before it
             assert ("intent", account, model) in events[:i], (account, model)
+
+
+def test_the_scouts_are_the_accounts_with_the_fewest_loads() -> None:
+    """A scout may lose a spam window on its own loads: better on one wave than on two."""
+    plans = [
+        *(_plan(f"big{n}", *[Action.LOAD] * 10) for n in range(SCOUTS)),
+        _plan("idle", Action.NOOP),
+        *(_plan(f"small{n}", Action.LOAD, Action.NOOP) for n in range(SCOUTS - 1)),
+        _plan("two", Action.LOAD, Action.RELOAD),
+    ]
+    times = LoadTimes.for_run(plans)
+    assert times.scouts == [*(f"small{n}" for n in range(SCOUTS - 1)), "two"]
+    assert times.stagger  # the big ones wait for what the scouts learn
