@@ -338,8 +338,11 @@ class AccountApply:
     async def _load_all(self) -> None:
         queue = [item for item in self.items.values() if item.change.action in _QUEUED]
         if queue:
+            free = self.client.queue_limit - self._in_flight()
+            if free <= 0:  # a leader that must list before it can send: nobody waits for it
+                self.load_times.led(self.plan.account)
             # The first wave's intents go to disk while the leaders' loads are on their way.
-            await self._note_intents(queue[: max(0, self.client.queue_limit - self._in_flight())])
+            await self._note_intents(queue[: max(0, free)])
             await self.load_times.after_leaders(self.plan.account, self.clock)
         while queue:
             if self._in_flight() >= self.client.queue_limit:

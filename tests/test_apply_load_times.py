@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import anyio
 import pytest
 
 from reconciler.api.client import Accepted
@@ -191,3 +192,45 @@ async def test_an_intent_noted_for_a_request_that_never_left_is_abandoned_at_the
     assert run.final_event(kept) is None  # never noted, never sent: nothing to undo
     await run.record_outcomes()
     assert recorded[-1] == {"m0": None}  # no entry was confirmed before: the intent goes
+
+
+class FullQueue:
+    """An account whose queue is full of loads it did not start, for 60 s."""
+
+    api = ApiKind.COMMUNITY
+    name = "acct"
+    queue_limit = 5
+    spam_window = SPAM_WINDOW
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.started = {f"other{n}": clock.now() for n in range(5)}
+
+    async def load(
+        self, model_id: str, spec: Mapping[str, str], *, deadline: float | None = None
+    ) -> Accepted:
+        self.started[model_id] = self.clock.now()
+        return Accepted("model load started", self.clock.now(), self.clock.now())
+
+    async def read_live(self, *, deadline: float | None = None) -> LiveState:
+        return listing(self.started, self.clock.now())
+
+
+async def test_a_leader_whose_queue_is_full_does_not_hold_the_others_back() -> None:
+    """It must wait for a listing before it sends: the others do not wait LEAD_WAIT for it."""
+    clock = FakeClock()
+    client = FullQueue(clock)
+    run = one_account(client, clock, loads=1, poll_interval=30.0)
+    run.live = await client.read_live()  # the plan's listing: five loads in progress
+    run.load_times = LoadTimes(scouts=["acct"], _leading={"acct"})
+    released: list[float] = []
+
+    async def other_account() -> None:
+        await run.load_times.after_leaders("other", clock)
+        released.append(clock.now() - 1000.0)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run.run)
+        group.start_soon(other_account)
+    assert released == [0.0]  # before: LEAD_WAIT (2 s), for a leader that could not lead
+    assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
