@@ -47,6 +47,7 @@ import httpx
 import yarl
 
 from reconciler.api.responses import ACCEPT_ENCODING, BodyReader, Reply, Where
+from reconciler.api.secret import redact_url_credentials
 
 #: The headers of every request, on both wires.
 HEADERS = {
@@ -231,11 +232,21 @@ def _proxy_for(scheme: str, host: str) -> str | None:
     if not proxy or urllib.request.proxy_bypass(host):
         return None
     if "://" not in proxy:
-        return f"http://{proxy}"
+        proxy = f"http://{proxy}"
     if proxy.split("://", 1)[0].lower() not in ("http", "https"):
         raise httpx.ProxyError(
             f"the proxy for {scheme}:// from the environment is not an http(s) proxy "
             "(SOCKS is not supported); set HTTPS_PROXY/HTTP_PROXY, or NO_PROXY"
+        )
+    try:  # else aiohttp's error would blame the API URL
+        parsed = yarl.URL(proxy)
+        valid = bool(parsed.host) and parsed.port is not None and 0 < parsed.port < 1 << 16
+    except ValueError:
+        valid = False
+    if not valid:
+        raise httpx.ProxyError(
+            f"the proxy for {scheme}:// from the environment is not a valid URL "
+            f"({redact_url_credentials(proxy)}); fix HTTPS_PROXY/HTTP_PROXY, or set NO_PROXY"
         )
     return proxy
 

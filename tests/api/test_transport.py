@@ -238,3 +238,22 @@ async def test_a_socks_proxy_is_refused_with_a_clear_message(
         await read_once("http://api.test/api/")
     assert "not an http(s) proxy" in str(caught.value)
     assert "pw-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    ["http://proxy.test:99999", "http://[bad", "http://:8080", "http://u:pw-secret@proxy.test:x"],
+    ids=["port-out-of-range", "unparsable", "no-host", "bad-port-with-password"],
+)
+async def test_a_malformed_proxy_url_is_named_as_the_proxy_not_the_api_url(
+    monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    for name in ("http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ApiUnreachable) as caught:
+        await read_once("http://api.test/api/")
+    message = str(caught.value)
+    assert "proxy for http:// from the environment is not a valid URL" in message
+    assert "API URL" not in message and "pw-secret" not in message
+    assert not caught.value.answer_lost
