@@ -35,6 +35,7 @@ from reconciler.emulator.faults import FaultKind, error_body, malformed_text
 from reconciler.emulator.handlers import ENDPOINTS, Handler
 from reconciler.emulator.replies import Reply
 from reconciler.emulator.state import EmulatorState
+from reconciler.emulator.traffic import fingerprint
 from reconciler.emulator.validation import Invalid
 from reconciler.emulator.webhooks import WebhookSender
 
@@ -164,13 +165,17 @@ def _process(
         return replies.invalid_key()
     state.counters.attribute(account.name, endpoint)
     now, window = state.clock.now(), state.settings.spam_window_seconds
-    seconds_left = state.spam.check(endpoint, body, now, window)
+    identity = fingerprint(endpoint, body)
+    seconds_left = state.spam.check(identity, now, window)
     if seconds_left > 0:
         return replies.spam_limited(seconds_left, state.settings.error_mode, state.clock.time_scale)
     try:
-        return handle(state, account, body)
+        reply = handle(state, account, body)
     except Invalid as exc:
-        return replies.validation_failed(exc.fields)
+        reply = replies.validation_failed(exc.fields)
+    if reply.kind != "rate_limited":  # a load refused by the queue limit was not taken
+        state.spam.accept(identity, now, window)
+    return reply
 
 
 def _json_object(content_type: str, raw: bytes) -> dict[str, Any] | None:

@@ -131,7 +131,8 @@ ASSUMPTIONS: dict[str, str] = {
     "queue": "the queue limit counts the account's models in model_loading, on both APIs; "
     "re-loading a model does not count that model against itself",
     "spam-filter": "covers every /api/ endpoint; the window runs from the last accepted "
-    "identical request (same path, same JSON), rejected ones do not extend it",
+    "identical request (same path, same JSON), rejected ones do not extend it, nor does a load "
+    "the queue limit refused",
     "spam-retry-after": "in modern mode the spam-filter body also carries retry_after (the "
     "seconds left in the window), as every 429 does",
     "retry-after-real": "retry_after (and Retry-After) count the client's real seconds: whole "

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.emulator import EmulatorState, assumptions, replies
+from reconciler.emulator import EmulatorState, assumptions, create_app, replies
 
 from .emulator_support import (
     COMMUNITY_KEY,
@@ -23,6 +23,8 @@ from .emulator_support import (
     LOAD_BODY,
     advance,
     control,
+    in_process,
+    make_config,
 )
 
 pytestmark = pytest.mark.anyio
@@ -360,3 +362,22 @@ def test_retry_after_counts_the_clients_real_seconds(
     told_now = replies.real_seconds(emulated, time_scale)
     assert told_now == told
     assert isinstance(told_now, int) == (time_scale == 1)
+
+
+async def test_a_load_refused_by_the_queue_limit_does_not_start_a_spam_window(
+    error_mode: str, expect_code: Callable[[int], int]
+) -> None:
+    """The retry of a refused load, once a place is free, is taken (api-spec §7.7)."""
+    app = create_app(make_config(error_mode=error_mode, load_seconds=10.0))
+    async with in_process(app) as client:
+        for number in range(5):
+            await client.post("v3/load_model", json=LOAD_BODY | {"model_id": f"m{number}"})
+        sixth = LOAD_BODY | {"model_id": "m5"}
+        refused = await client.post("v3/load_model", json=sixth)
+        assert refused.status_code == expect_code(429)
+        assert "queued requests" in refused.json()["message"]
+        await advance(client, 11.0)  # the first five are ready, well inside the 30 s window
+        again = await client.post("v3/load_model", json=sixth)
+        assert again.json()["status"] == "success", again.json()
+        spam = await client.post("v3/load_model", json=sixth)  # and now it is taken: a window
+        assert "spam filter" in spam.json()["tips"]
