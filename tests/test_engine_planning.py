@@ -7,20 +7,26 @@ listing is in, not after the last one. The result is the same plan as one made a
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from reconciler import engine
+from reconciler.apply import ApplyOptions
 from reconciler.clock import FakeClock
 from reconciler.core.ledger_entries import LedgerState
-from reconciler.core.plan import make_plan
+from reconciler.core.plan import AccountPlan, make_plan, plan_account
 from reconciler.emulator import EmulatorConfig, create_app
 from reconciler.emulator.config import AccountConfig
-from reconciler.engine import ApiAccess, plan_accounts
+from reconciler.engine import ApiAccess, apply_accounts, plan_accounts
+from reconciler.ledger.memory import MemorySession
 from reconciler.manifest.loader import load_manifests
+from reconciler.manifest.models import LoadedAccount
 
 from .test_apply_fleet_polls import _manifest
 
@@ -77,3 +83,89 @@ async def test_declared_models_are_resolved_before_any_listing_answers(
     at_the_end = make_plan(accounts, result.live, LedgerState())  # empty ledger: no timing
     assert result.plan.accounts == at_the_end.accounts
     assert not result.plan.blockers and len(result.plan.accounts) == len(ACCOUNTS)
+
+
+@dataclass
+class LateAccount(httpx.AsyncBaseTransport):
+    """The in-process emulator; each answer to one account ``late`` virtual s late (others 1 s)."""
+
+    inner: httpx.AsyncBaseTransport
+    clock: FakeClock
+    keys: dict[str, str]  # key → account
+    late_account: str
+    late: float = 20.0
+    answered: list[tuple[float, str]] = field(default_factory=list)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        account = self.keys[json.loads(request.content)["key"]]
+        await self.clock.sleep(self.late if account == self.late_account else 1.0)
+        response = await self.inner.handle_async_request(request)
+        self.answered.append((self.clock.now() - 1000.0, account))
+        return response
+
+
+def _world(root: Path, clock: FakeClock, late_account: str) -> tuple[ApiAccess, LateAccount]:
+    keys = {name: f"sk-{name}-{secrets.token_hex(8)}" for name in ACCOUNTS}
+    config = EmulatorConfig(
+        accounts=[
+            AccountConfig(name=name, key=keys[name], api=api) for name, api in ACCOUNTS.items()
+        ],
+        time_scale=1.0,
+        load_seconds=10.0,
+        seed=5,
+    )
+    for name, api in ACCOUNTS.items():
+        _manifest(root, name, api)
+    transport = LateAccount(
+        httpx.ASGITransport(app=create_app(config, real_clock=clock.now)),
+        clock,
+        {key: name for name, key in keys.items()},
+        late_account,
+    )
+    access = ApiAccess(
+        accounts=load_manifests([str(root)]),
+        environ={f"MODELSLAB_FLEET_KEY_{n.upper().replace('-', '_')}": keys[n] for n in ACCOUNTS},
+        api_base="http://emulator/api/",
+        transport=transport,
+        clock=clock,
+    )
+    return access, transport
+
+
+async def test_each_account_is_planned_as_soon_as_its_own_listing_is_in(
+    tmp_path: Path, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(start=1000.0)
+    access, _ = _world(tmp_path, clock, late_account="plan-0")
+    planned: list[tuple[float, str]] = []
+
+    def noting(account: LoadedAccount, *args: Any, **kwargs: Any) -> AccountPlan:
+        planned.append((clock.now() - 1000.0, account.name))
+        return plan_account(account, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "plan_account", noting)
+    await plan_accounts(access, LedgerState())
+    early = {name for at, name in planned if at < 20.0}
+    assert early == set(ACCOUNTS) - {"plan-0"}  # not after the late account's listing
+    assert [name for at, name in planned if at >= 20.0] == ["plan-0"]
+
+
+async def test_an_account_is_re_planned_for_the_report_when_its_part_ends(
+    tmp_path: Path, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not after the last account's last listing (the work was all after the last request)."""
+    clock = FakeClock(start=1000.0)
+    access, transport = _world(tmp_path, clock, late_account="plan-0")
+    planned: list[tuple[float, str]] = []
+
+    def noting(account: LoadedAccount, *args: Any, **kwargs: Any) -> AccountPlan:
+        planned.append((clock.now() - 1000.0, account.name))
+        return plan_account(account, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "plan_account", noting)
+    _, report = await apply_accounts(access, MemorySession(), ApplyOptions(timeout=36_000.0))
+    assert all(a.converged for a in report.accounts), report
+    last_answer = max(at for at, _ in transport.answered)
+    replans = {name: at for at, name in planned[len(ACCOUNTS) :]}  # after the plan's own
+    assert set(replans) == set(ACCOUNTS)
+    assert all(at < last_answer for name, at in replans.items() if name != "plan-0"), replans

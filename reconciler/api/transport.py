@@ -160,11 +160,11 @@ class AiohttpWire:
             aiohttp_url = yarl.URL(str(parsed), encoded=True)
         except ValueError as exc:
             raise httpx.InvalidURL(str(exc) or "the URL is not valid") from exc
-        target = _Target(
-            url=aiohttp_url,
-            proxy=_proxy_for(parsed.scheme, parsed.host),
-            tls=_tls_context() if parsed.scheme == "https" else True,
-        )
+        try:
+            tls = _tls_context() if parsed.scheme == "https" else True
+        except (OSError, ssl.SSLError) as exc:  # a CA bundle that cannot be read: nothing sent
+            raise httpx.ConnectError(f"cannot set up TLS: {exc}") from exc
+        target = _Target(url=aiohttp_url, proxy=_proxy_for(parsed.scheme, parsed.host), tls=tls)
         self._targets[url] = target
         return target
 

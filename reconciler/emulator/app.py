@@ -61,8 +61,9 @@ def create_app(
 
     async def api(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        endpoint = _route_path(scope).removeprefix("/api/")
         try:
-            response = await _serve_api(request, scope["path"][5:], state, webhooks, clock)
+            response = await _serve_api(request, endpoint, state, webhooks, clock)
         except ClientDisconnect:  # gone before its body was in: never processed, nobody to answer
             return
         await response(scope, receive, send)
@@ -100,10 +101,17 @@ class _EmulatorApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         api = scope["type"] == "http" and scope["method"] == "POST"
-        if api and scope["path"].startswith("/api/"):
+        if api and _route_path(scope).startswith("/api/"):
             await self._api(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The request's path below the server's root path (as Starlette's router matches it)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path.removeprefix(root) if root and path.startswith(root) else path
 
 
 async def _not_allowed(request: Request) -> Response:

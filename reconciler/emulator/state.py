@@ -92,9 +92,13 @@ class EmulatorState:
 
     def account_for_key(self, key: object) -> Account | None:
         """The account a key belongs to, if any (every request asks: an index, not a scan)."""
-        if self._by_key is None:
-            self._by_key = {a.config.key: a for a in self.accounts.values()}
-        return self._by_key.get(key) if isinstance(key, str) else None
+        index = self._by_key
+        if index is None:  # built under the lock: an account added meanwhile must be in it
+            with self._lock:
+                index = self._by_key
+                if index is None:
+                    index = self._by_key = {a.config.key: a for a in self.accounts.values()}
+        return index.get(key) if isinstance(key, str) else None
 
     # --- models: the in-process helpers -------------------------------------------------
 

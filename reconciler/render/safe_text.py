@@ -68,15 +68,18 @@ def safe_json(document: object) -> str:
     """``document`` as indented JSON text (sorted keys, final newline) safe in a CI log.
 
     Outside strings JSON has no ``#``, so ``##[`` only occurs inside one, where ``\\u005b``
-    reads back as the same ``[``: the data is unchanged. Serialised by pydantic-core, keys
-    sorted first: ``json.dumps`` with ``indent`` runs in pure Python, about 0.1 s for the
-    report of a 10k-model apply (issue 11); a string Rust cannot hold (a lone surrogate, from
-    a ``\\ud800`` in an answer) takes that slow way.
+    reads back as the same ``[``: the data is unchanged. Plain JSON (string keys; strings,
+    numbers, booleans, null) is serialised by pydantic-core, keys sorted first: ``json.dumps``
+    with ``indent`` runs in pure Python, about 0.1 s for the report of a 10k-model apply
+    (issue 11). The text is the same but for how a float's exponent is written (``1e-7`` for
+    ``1e-07``). Anything else, and a string Rust cannot hold (a lone surrogate, from a
+    ``\\ud800`` in an answer), takes the slow way.
     """
     try:
-        text = pydantic_core.to_json(_keys_sorted(document), indent=2).decode()
+        fast: str | None = pydantic_core.to_json(_keys_sorted(document), indent=2).decode()
     except ValueError:
-        text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=True)
+        fast = None  # json.dumps below, outside this handler: its errors are its own
+    text = fast if fast is not None else json.dumps(document, sort_keys=True, indent=2)
     text = _NOT_PLAIN_ASCII.sub(_json_escape, text)  # only in strings: JSON itself is ASCII
     return text.replace(_LEGACY_COMMAND, "##\\u005b") + "\n"
 
@@ -94,13 +97,25 @@ def _json_escape(match: re.Match[str]) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
+class _NotPlainJson(ValueError):
+    """A value ``json.dumps`` would write otherwise (a non-string key) or refuse (a set)."""
+
+
 def _keys_sorted(value: object) -> object:
-    """``value`` with every object's keys in sorted order (what ``sort_keys`` does)."""
+    """``value`` with every object's keys in sorted order (what ``sort_keys`` does).
+
+    Only plain JSON goes this way; anything else raises :class:`_NotPlainJson`, so that
+    ``json.dumps`` writes it (or refuses it) exactly as before.
+    """
     if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise _NotPlainJson
         return {key: _keys_sorted(value[key]) for key in sorted(value)}
     if isinstance(value, list | tuple):
         return [_keys_sorted(item) for item in value]
-    return value
+    if value is None or isinstance(value, str | int | float):
+        return value
+    raise _NotPlainJson
 
 
 def markdown_text(text: str) -> str:

@@ -13,6 +13,7 @@ import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 import aiohttp.abc
@@ -21,6 +22,7 @@ import anyio
 import httpx
 import pytest
 
+from reconciler.api import transport
 from reconciler.api.client import ApiClient, ClientSettings
 from reconciler.api.responses import Where
 from reconciler.api.secret import ApiKey
@@ -256,4 +258,19 @@ async def test_a_malformed_proxy_url_is_named_as_the_proxy_not_the_api_url(
     message = str(caught.value)
     assert "proxy for http:// from the environment is not a valid URL" in message
     assert "API URL" not in message and "pw-secret" not in message
+    assert not caught.value.answer_lost
+
+
+async def test_a_tls_setup_that_fails_is_could_not_reach_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A CA bundle that cannot be read (``SSL_CERT_FILE``) fails the request, never sent."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.pem"))
+    transport._tls_context.cache_clear()
+    try:
+        with pytest.raises(ApiUnreachable) as caught:
+            await read_once("https://127.0.0.1:9/api/")
+    finally:
+        transport._tls_context.cache_clear()
+    assert "cannot set up TLS" in str(caught.value)
     assert not caught.value.answer_lost

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from reconciler.emulator import EmulatorState, create_app
+from reconciler.emulator import AccountConfig, EmulatorConfig, EmulatorState, create_app
+from reconciler.emulator.world import Account
 
 from .emulator_support import (
     COMMUNITY_KEY,
@@ -325,3 +328,43 @@ async def test_a_client_gone_before_its_body_came_is_not_answered_nor_processed(
     await app(scope, receive, send)
     assert sent == []
     assert app.state.emulator.accounts["studio"].models == {}
+
+
+def test_an_account_added_while_the_key_index_is_being_built_is_found() -> None:
+    """The index is built under the state's lock: one built from the accounts before an add
+    running in another thread must not be kept (every request with the new key refused)."""
+    state = EmulatorState(
+        EmulatorConfig(accounts=[AccountConfig(name="a", key="ka", api="community")])
+    )
+    inside, added = threading.Event(), threading.Event()
+
+    class Slow(dict[str, Account]):
+        def values(self) -> Any:
+            snapshot = list(super().values())
+            if threading.current_thread().name == "api":
+                inside.set()
+                added.wait(5)
+            return snapshot
+
+    state.accounts = Slow(state.accounts)
+    state._by_key = None
+    reader = threading.Thread(target=lambda: state.account_for_key("ka"), name="api")
+    reader.start()
+    inside.wait(5)
+    adder = threading.Thread(
+        target=lambda: state.add_account(AccountConfig(name="b", key="kb", api="community"))
+    )
+    adder.start()
+    adder.join(0.5)  # done by then unless the reader's build holds the lock (as it must)
+    added.set()
+    reader.join(5)
+    adder.join(5)
+    assert state.account_for_key("kb") is not None
+
+
+async def test_under_a_root_path_the_api_is_served_as_without_one() -> None:
+    transport = httpx.ASGITransport(app=create_app(make_config()), root_path="/emu")
+    async with httpx.AsyncClient(transport=transport, base_url="http://e") as client:
+        answer = await client.post("/emu/api/v3/finetune_list", json={"key": COMMUNITY_KEY})
+        assert answer.status_code == 200 and answer.json()["status"] == "success"
+        assert (await client.get("/emu/api/v3/finetune_list")).status_code == 405

@@ -163,6 +163,15 @@ def test_safe_json_escapes_as_ensure_ascii_does_whatever_the_serialiser(value: o
         assert text == expected
 
 
+def test_safe_json_writes_what_is_not_plain_json_as_json_dumps_does() -> None:
+    """A non-string key as json.dumps writes it; a set still refused, as before."""
+    assert safe_json({None: 1}) == '{\n  "null": 1\n}\n'
+    assert safe_json({2: True, 1: False}) == '{\n  "1": false,\n  "2": true\n}\n'
+    with pytest.raises(TypeError) as caught:
+        safe_json({"a": {1, 2}})
+    assert caught.value.__context__ is None  # json.dumps's own error, nothing in between
+
+
 def test_log_lines_and_tracebacks_are_neutralised() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
