@@ -194,16 +194,11 @@ async def test_an_intent_noted_for_a_request_that_never_left_is_abandoned_at_the
     assert recorded[-1] == {"m0": None}  # no entry was confirmed before: the intent goes
 
 
-class FullQueue:
-    """An account whose queue is full of loads it did not start, for 60 s."""
-
-    api = ApiKind.COMMUNITY
-    name = "acct"
-    queue_limit = 5
-    spam_window = SPAM_WINDOW
+class FullQueue(QueuedLoads):
+    """An account whose queue is full of loads it did not start, for 60 s; answers at once."""
 
     def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
+        super().__init__(clock)
         self.started = {f"other{n}": clock.now() for n in range(5)}
 
     async def load(
@@ -211,9 +206,6 @@ class FullQueue:
     ) -> Accepted:
         self.started[model_id] = self.clock.now()
         return Accepted("model load started", self.clock.now(), self.clock.now())
-
-    async def read_live(self, *, deadline: float | None = None) -> LiveState:
-        return listing(self.started, self.clock.now())
 
 
 async def test_a_leader_whose_queue_is_full_does_not_hold_the_others_back() -> None:

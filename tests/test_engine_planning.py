@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.anyio
 
 ACCOUNTS = {f"plan-{n}": ("community" if n % 2 else "enterprise") for n in range(6)}
 ANSWER_AFTER = 5.0  # virtual seconds each listing takes
+T = TypeVar("T", bound=httpx.AsyncBaseTransport)
 
 
 @dataclass
@@ -42,7 +44,7 @@ class SlowListings(httpx.AsyncBaseTransport):
 
     inner: httpx.AsyncBaseTransport
     clock: FakeClock
-    accounts: tuple[object, ...]
+    accounts: tuple[object, ...] = ()
     #: At each answer: how many accounts had their declared models resolved already.
     resolved_at_answers: list[int] = field(default_factory=list)
 
@@ -56,27 +58,9 @@ async def test_declared_models_are_resolved_before_any_listing_answers(
     tmp_path: Path, anyio_backend: str
 ) -> None:
     clock = FakeClock(start=1000.0)
-    keys = {name: f"sk-{name}-{secrets.token_hex(8)}" for name in ACCOUNTS}
-    config = EmulatorConfig(
-        accounts=[
-            AccountConfig(name=name, key=keys[name], api=api) for name, api in ACCOUNTS.items()
-        ],
-        time_scale=1.0,
-        seed=3,
-    )
-    for name, api in ACCOUNTS.items():
-        _manifest(tmp_path, name, api)
-    accounts = load_manifests([str(tmp_path)])
-    transport = SlowListings(
-        httpx.ASGITransport(app=create_app(config, real_clock=clock.now)), clock, accounts
-    )
-    access = ApiAccess(
-        accounts=accounts,
-        environ={f"MODELSLAB_FLEET_KEY_{n.upper().replace('-', '_')}": keys[n] for n in ACCOUNTS},
-        api_base="http://emulator/api/",
-        transport=transport,
-        clock=clock,
-    )
+    access, transport = _world(tmp_path, clock, lambda inner, _: SlowListings(inner, clock))
+    transport.accounts = access.accounts
+    accounts = access.accounts
     result = await plan_accounts(access, LedgerState())
     assert transport.resolved_at_answers[0] == len(ACCOUNTS)  # all of them, before any answer
     # planned account by account as listings came in: the same plan as made at the end
@@ -104,7 +88,13 @@ class LateAccount(httpx.AsyncBaseTransport):
         return response
 
 
-def _world(root: Path, clock: FakeClock, late_account: str) -> tuple[ApiAccess, LateAccount]:
+def _world(
+    root: Path,
+    clock: FakeClock,
+    transport_for: Callable[[httpx.AsyncBaseTransport, dict[str, str]], T],
+) -> tuple[ApiAccess, T]:
+    """The fleet's manifests, an in-process emulator (10 s loads) and the transport over it
+    (``transport_for(emulator, {key: account})``)."""
     keys = {name: f"sk-{name}-{secrets.token_hex(8)}" for name in ACCOUNTS}
     config = EmulatorConfig(
         accounts=[
@@ -116,12 +106,8 @@ def _world(root: Path, clock: FakeClock, late_account: str) -> tuple[ApiAccess, 
     )
     for name, api in ACCOUNTS.items():
         _manifest(root, name, api)
-    transport = LateAccount(
-        httpx.ASGITransport(app=create_app(config, real_clock=clock.now)),
-        clock,
-        {key: name for name, key in keys.items()},
-        late_account,
-    )
+    emulator = httpx.ASGITransport(app=create_app(config, real_clock=clock.now))
+    transport = transport_for(emulator, {key: name for name, key in keys.items()})
     access = ApiAccess(
         accounts=load_manifests([str(root)]),
         environ={f"MODELSLAB_FLEET_KEY_{n.upper().replace('-', '_')}": keys[n] for n in ACCOUNTS},
@@ -132,11 +118,14 @@ def _world(root: Path, clock: FakeClock, late_account: str) -> tuple[ApiAccess, 
     return access, transport
 
 
-async def test_each_account_is_planned_as_soon_as_its_own_listing_is_in(
-    tmp_path: Path, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = FakeClock(start=1000.0)
-    access, _ = _world(tmp_path, clock, late_account="plan-0")
+def _late(
+    account: str, clock: FakeClock
+) -> Callable[[httpx.AsyncBaseTransport, dict[str, str]], LateAccount]:
+    return lambda inner, keys: LateAccount(inner, clock, keys, account)
+
+
+def _note_plans(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> list[tuple[float, str]]:
+    """When (virtual seconds from the start) each account is planned, in order, from now on."""
     planned: list[tuple[float, str]] = []
 
     def noting(account: LoadedAccount, *args: Any, **kwargs: Any) -> AccountPlan:
@@ -144,6 +133,15 @@ async def test_each_account_is_planned_as_soon_as_its_own_listing_is_in(
         return plan_account(account, *args, **kwargs)
 
     monkeypatch.setattr(engine, "plan_account", noting)
+    return planned
+
+
+async def test_each_account_is_planned_as_soon_as_its_own_listing_is_in(
+    tmp_path: Path, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(start=1000.0)
+    access, _ = _world(tmp_path, clock, _late("plan-0", clock))
+    planned = _note_plans(monkeypatch, clock)
     await plan_accounts(access, LedgerState())
     early = {name for at, name in planned if at < 20.0}
     assert early == set(ACCOUNTS) - {"plan-0"}  # not after the late account's listing
@@ -155,14 +153,8 @@ async def test_an_account_is_re_planned_for_the_report_when_its_part_ends(
 ) -> None:
     """Not after the last account's last listing (the work was all after the last request)."""
     clock = FakeClock(start=1000.0)
-    access, transport = _world(tmp_path, clock, late_account="plan-0")
-    planned: list[tuple[float, str]] = []
-
-    def noting(account: LoadedAccount, *args: Any, **kwargs: Any) -> AccountPlan:
-        planned.append((clock.now() - 1000.0, account.name))
-        return plan_account(account, *args, **kwargs)
-
-    monkeypatch.setattr(engine, "plan_account", noting)
+    access, transport = _world(tmp_path, clock, _late("plan-0", clock))
+    planned = _note_plans(monkeypatch, clock)
     _, report = await apply_accounts(access, MemorySession(), ApplyOptions(timeout=36_000.0))
     assert all(a.converged for a in report.accounts), report
     last_answer = max(at for at, _ in transport.answered)
