@@ -24,7 +24,7 @@ One item failing does not stop the others; an account failing does not stop othe
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -342,8 +342,14 @@ class AccountApply:
             if free <= 0:  # a leader that must list before it can send: nobody waits for it
                 self.load_times.led(self.plan.account)
             # The first wave's intents go to disk while the leaders' loads are on their way.
-            await self._note_intents(queue[: max(0, free)])
-            await self.load_times.after_leaders(self.plan.account, self.clock)
+            first = queue[: max(0, free)]
+            await self._note_intents(first)
+            try:
+                await self.load_times.after_leaders(self.plan.account, self.clock)
+            except BaseException:  # stopped (Ctrl-C) before they were sent: take them back
+                with anyio.CancelScope(shield=True), suppress(ReconcilerError):
+                    await self._abandon_unsent(first)  # best effort: the stop goes on
+                raise
         while queue:
             if self._in_flight() >= self.client.queue_limit:
                 if self.clock.now() >= self.deadline:
@@ -838,6 +844,19 @@ class AccountApply:
             )
             for item in todo:
                 item.intent_noted = True
+
+    async def _abandon_unsent(self, items: Sequence[_Item]) -> None:
+        """Take back the intents of ``items`` whose requests never left (see :meth:`final_event`).
+
+        Else the next run would wait for loads that were never sent, up to the load grace.
+        """
+        unsent = [item for item in items if item.intent_noted and not item.sent]
+        if unsent:
+            await self.record(
+                {i.change.model_id: self._fold(i, LedgerEvent.ABANDONED) for i in unsent}
+            )
+            for item in unsent:
+                item.intent_noted = False
 
     async def _note(self, item: _Item, event: LedgerEvent) -> None:
         """Fold ``event`` into the item's entry and record it (durably) at once."""

@@ -226,3 +226,24 @@ async def test_a_leader_whose_queue_is_full_does_not_hold_the_others_back() -> N
         group.start_soon(other_account)
     assert released == [0.0]  # before: LEAD_WAIT (2 s), for a leader that could not lead
     assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
+
+
+async def test_intents_noted_while_waiting_for_the_leaders_are_taken_back_if_stopped() -> None:
+    """Stopped (Ctrl-C) before its loads were sent: the next run must not wait for them."""
+    clock = FakeClock()
+    run = one_account(QueuedLoads(clock), clock, loads=7, poll_interval=30.0)
+    run.load_times = LoadTimes(scouts=["leader"], _leading={"leader"})  # never answered
+    recorded: list[dict[str, object]] = []
+
+    async def record(entries: Mapping[str, object]) -> None:
+        recorded.append(dict(entries))
+
+    run.record = record
+    async with anyio.create_task_group() as group:
+        group.start_soon(run.run)
+        await clock.sleep(1.0)  # it waits for the leader (at most LEAD_WAIT, 2 s)
+        assert len(recorded) == 1 and len(recorded[0]) == 5  # the first wave's intents
+        group.cancel_scope.cancel()
+    assert recorded[-1] == {f"m{n}": None for n in range(5)}  # taken back, nothing sent
+    assert not any(item.sent for item in run.items.values())
+    assert all(run.entries.get(f"m{n}") is None for n in range(7))
