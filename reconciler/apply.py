@@ -633,6 +633,9 @@ class AccountApply:
                 if self.load_times.stagger and not self.scouted:  # listings at other instants
                     wake += interval * scout / SCOUTS
                 self.scouted = True
+                if await self._sleep_unless_learnt(min(wake, self.deadline)):
+                    continue  # learnt meanwhile (by another scout): time it by this one's loads
+                return
             else:
                 wake = min(self.last_listed + interval * WAIT_FOR_SCOUTS, self.deadline)
                 with self.load_times.until_learnt():
@@ -643,6 +646,15 @@ class AccountApply:
                 return
             await self._sleep_until(min(wake, self.deadline))
             return
+
+    async def _sleep_unless_learnt(self, until: float) -> bool:
+        """Sleep until ``until``; True if a load time was learnt first (the sleep cut short)."""
+        while self.clock.now() < until:
+            with self.load_times.until_learnt():
+                await self._sleep_until(until)
+            if self.load_times.shortest is not None and self.clock.now() < until:
+                return True
+        return False
 
     async def _sleep_until(self, instant: float) -> None:
         await self.clock.sleep(max(0.0, instant - self.clock.now()))

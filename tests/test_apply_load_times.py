@@ -247,3 +247,44 @@ async def test_intents_noted_while_waiting_for_the_leaders_are_taken_back_if_sto
     assert recorded[-1] == {f"m{n}": None for n in range(5)}  # taken back, nothing sent
     assert not any(item.sent for item in run.items.values())
     assert all(run.entries.get(f"m{n}") is None for n in range(7))
+
+
+class ScoutedServer(QueuedLoads):
+    """Loads start on arrival and take 60 s; notes when it was listed and loaded."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.listed_at: list[float] = []
+        self.loaded_at: list[float] = []
+
+    async def load(
+        self, model_id: str, spec: Mapping[str, str], *, deadline: float | None = None
+    ) -> Accepted:
+        now = self.clock.now()
+        self.started[model_id] = now
+        self.loaded_at.append(now - 1000.0)
+        return Accepted("model load started", now, now)
+
+    async def read_live(self, *, deadline: float | None = None) -> LiveState:
+        self.listed_at.append(self.clock.now() - 1000.0)
+        return listing(self.started, self.clock.now())
+
+
+async def test_a_scout_lists_when_its_loads_can_be_done_once_another_learnt_the_time() -> None:
+    """Learnt at 20 s by another scout, before this one's first poll (30 s, too early for its
+    60 s loads): it lists once, at 60 s, not at 30 s (nothing) and then at 60 s."""
+    clock = FakeClock()
+    server = ScoutedServer(clock)
+    run = one_account(server, clock, loads=10, poll_interval=30.0)
+    run.load_times = LoadTimes(scouts=["acct"])
+
+    async def another_scout_learns() -> None:
+        await clock.sleep(20.0)
+        run.load_times.saw(LOAD_SECONDS)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run.run)
+        group.start_soon(another_scout_learns)
+    assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
+    assert server.listed_at[0] == pytest.approx(60.0)  # before: 30 s (nothing), then 60 s
+    assert server.loaded_at[5:] == [pytest.approx(60.0)] * 5
