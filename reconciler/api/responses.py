@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -129,15 +129,17 @@ def unusable_url_cause(exc: BaseException | None) -> BaseException | None:
     return None
 
 
+def never_sent(message: str, where: Where) -> ApiUnreachable:
+    """The error for a request that never left this machine: ``answer_lost`` is false."""
+    return ApiUnreachable(
+        message, answer_lost=False, account=where.account, endpoint=where.endpoint
+    )
+
+
 def unusable_url_error(cause: BaseException, where: Where) -> ApiUnreachable:
     """The error for a request whose URL is unusable: never sent, so ``answer_lost`` is false."""
     detail = outside_text(where, str(cause)) or type(cause).__name__
-    return ApiUnreachable(
-        f"the API URL is unusable ({detail}); check the API base URL",
-        answer_lost=False,
-        account=where.account,
-        endpoint=where.endpoint,
-    )
+    return never_sent(f"the API URL is unusable ({detail}); check the API base URL", where)
 
 
 def transport_error(exc: Exception, where: Where, timeout: float) -> ApiError:
@@ -205,6 +207,16 @@ class BodyReader:
         declared = _header_int(headers.get("content-length"))
         if self._inflater is None and declared is not None and declared > limit:
             raise self._over(f"it declares {declared} bytes")
+
+    @classmethod
+    async def read(
+        cls, headers: Mapping[str, str], chunks: AsyncIterator[bytes], where: Where, limit: int
+    ) -> bytes:
+        """The whole decoded body of an answer streaming in as raw ``chunks``."""
+        reader = cls(headers, where, limit)
+        async for chunk in chunks:
+            reader.feed(chunk)
+        return reader.finish()
 
     @classmethod
     def decoded(cls, content: bytes, where: Where, limit: int) -> bytes:

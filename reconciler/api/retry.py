@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from reconciler.api.responses import Where, unusable_url_cause
+from reconciler.api.responses import Where, never_sent, unusable_url_cause
 from reconciler.api.settings import ClientSettings
 from reconciler.api.spam import PastDeadline
 from reconciler.clock import Clock
@@ -196,12 +196,7 @@ async def retrying(
         raise _gave_up(last, budget.attempts, clock.now() - started) from last.__cause__
     if last is not None:
         raise last
-    raise ApiUnreachable(
-        f"deadline passed: the spam window holds this request {held:.1f}s more",
-        answer_lost=False,
-        account=where.account,
-        endpoint=where.endpoint,
-    )
+    raise never_sent(f"deadline passed: the spam window holds this request {held:.1f}s more", where)
 
 
 def _gave_up(exc: ApiUnreachable, attempts: int, elapsed: float) -> ApiUnreachable:

@@ -130,10 +130,9 @@ class AiohttpWire:
             )
             answered = self._now()
             try:
-                reader = BodyReader(answer.headers, where, limit)
-                async for chunk in answer.content.iter_any():
-                    reader.feed(chunk)
-                body = reader.finish()
+                body = await BodyReader.read(
+                    answer.headers, answer.content.iter_any(), where, limit
+                )
             finally:
                 # A body read to its end gives the connection back to the pool; any other
                 # (over the limit, cut short, cancelled) is closed.
@@ -208,10 +207,7 @@ class HttpxWire:
             if response.is_stream_consumed:  # made in memory (a MockTransport): decoded
                 body = BodyReader.decoded(response.content, where, limit)
             else:
-                reader = BodyReader(response.headers, where, limit)
-                async for chunk in response.aiter_raw():
-                    reader.feed(chunk)
-                body = reader.finish()
+                body = await BodyReader.read(response.headers, response.aiter_raw(), where, limit)
         return Reply(
             status_code=response.status_code,
             reason_phrase=response.reason_phrase,
