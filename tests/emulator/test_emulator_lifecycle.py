@@ -304,6 +304,7 @@ async def test_a_key_is_known_from_the_moment_its_account_is_added_or_reset(
 async def test_an_api_path_takes_only_post(client: httpx.AsyncClient, method: str) -> None:
     answer = await client.request(method, "v3/finetune_list")
     assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST" and answer.text == "Method Not Allowed"
 
 
 async def test_a_client_gone_before_its_body_came_is_not_answered_nor_processed() -> None:
