@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Literal
 
@@ -56,9 +57,11 @@ class Counting:
     def __init__(self, respond: Callable[[httpx.Request], httpx.Response]) -> None:
         self.respond = respond
         self.calls = 0
+        self.by_endpoint: Counter[str] = Counter()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls += 1
+        self.by_endpoint[endpoint_of(request)] += 1
         return self.respond(request)
 
 
@@ -88,7 +91,10 @@ async def test_a_refused_connection_is_retried_without_spam_window_waits(
             with pytest.raises(ApiUnreachable) as caught:
                 await account.read_live()
     assert caught.value.answer_lost is False
-    assert handler.calls == fast.retry_attempts * (2 if api == "community" else 1)
+    # The listing that gave up used every attempt; a community listing's other request is
+    # cancelled then (this handler answers without yielding, so it may be one attempt short).
+    assert max(handler.by_endpoint.values()) == fast.retry_attempts
+    assert all(n >= fast.retry_attempts - 1 for n in handler.by_endpoint.values())
 
 
 async def test_a_refused_mutation_is_retried_without_spam_window_waits(
@@ -265,7 +271,10 @@ async def test_a_passed_deadline_still_makes_one_attempt(
     async with mock_account(handler, settings=with_(fast, retry_attempts=6)) as account:
         with pytest.raises(ServerError):
             await account.read_live(deadline=time.monotonic() - 1)
-    assert handler.calls == 2  # one per listing, no retry
+    # One attempt, no retry. The other listing request is cancelled by the first one's
+    # failure if that comes before it is sent (this handler answers without yielding).
+    assert handler.by_endpoint[wire.FINETUNE_LIST] == 1
+    assert handler.by_endpoint[wire.MODEL_LIST] <= 1
 
 
 async def test_the_spam_window_may_not_hold_a_read_past_the_deadline(
