@@ -288,3 +288,109 @@ async def test_a_scout_lists_when_its_loads_can_be_done_once_another_learnt_the_
     assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
     assert server.listed_at[0] == pytest.approx(60.0)  # before: 30 s (nothing), then 60 s
     assert server.loaded_at[5:] == [pytest.approx(60.0)] * 5
+
+
+class RoundTrips(ScoutedServer):
+    """Loads start when they arrive; each answer comes back ``ROUND_TRIP`` seconds later."""
+
+    async def load(
+        self, model_id: str, spec: Mapping[str, str], *, deadline: float | None = None
+    ) -> Accepted:
+        sent = self.clock.now()
+        self.started[model_id] = sent
+        self.loaded_at.append(sent - 1000.0)
+        await self.clock.sleep(ROUND_TRIP)
+        return Accepted("model load started", sent, self.clock.now())
+
+
+ROUND_TRIP = 10.0
+
+
+async def test_a_listing_is_not_late_by_the_round_trip_every_answer_takes() -> None:
+    """The quickest round trip of the run is the network's share of every answer's time, not
+    the server's: with 10 s round trips and 60 s loads the listing comes at 60 s (was 70 s),
+    and never sooner than the loads can be done."""
+    clock = FakeClock()
+    server = RoundTrips(clock)
+    run = one_account(server, clock, loads=5, poll_interval=30.0, shortest=LOAD_SECONDS)
+    await run.run()
+    assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
+    assert run.load_times.quickest_answer == pytest.approx(ROUND_TRIP)
+    assert server.listed_at == [pytest.approx(LOAD_SECONDS)]  # one listing, seeing them all
+
+
+class WrittenLate(ScoutedServer):
+    """Loads wait 20 s for a connection before they are written (and start)."""
+
+    async def load(
+        self, model_id: str, spec: Mapping[str, str], *, deadline: float | None = None
+    ) -> Accepted:
+        await self.clock.sleep(20.0)
+        return await super().load(model_id, spec, deadline=deadline)
+
+
+async def test_a_scouts_first_listing_is_timed_from_when_its_loads_left() -> None:
+    """A scout samples the time since its loads left: its first listing comes an interval
+    after them (50 s), not after the account's listing (30 s), whatever held them back."""
+    clock = FakeClock()
+    server = WrittenLate(clock)
+    run = one_account(server, clock, loads=5, poll_interval=30.0)
+    run.load_times = LoadTimes(scouts=["acct"])
+    await run.run()
+    assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
+    assert server.listed_at[0] == pytest.approx(20.0 + 30.0)
+
+
+class SlowListing(ScoutedServer):
+    """Loads start at once; a listing takes 5 s to answer."""
+
+    async def read_live(self, *, deadline: float | None = None) -> LiveState:
+        self.listed_at.append(self.clock.now() - 1000.0)
+        await self.clock.sleep(5.0)
+        return listing(self.started, self.clock.now())
+
+
+def recording(run: AccountApply, clock: FakeClock) -> list[tuple[float, dict[str, object]]]:
+    """What ``run`` records, with when (seconds from the start)."""
+    records: list[tuple[float, dict[str, object]]] = []
+
+    async def record(entries: Mapping[str, object]) -> None:
+        records.append((clock.now() - 1000.0, dict(entries)))
+
+    run.record = record
+    return records
+
+
+async def test_the_next_waves_intents_are_written_while_the_listing_that_frees_it_is_out() -> None:
+    """The second wave leaves as the listing shows the queue free (65 s), its intents on disk
+    since the listing left (60 s), not written only then."""
+    clock = FakeClock()
+    server = SlowListing(clock)
+    run = one_account(server, clock, loads=7, poll_interval=30.0, shortest=LOAD_SECONDS)
+    records = recording(run, clock)
+    await run.run()
+    assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
+    intents = [
+        (at, entries)
+        for at, entries in records
+        if any(getattr(e, "pending", None) is not None for e in entries.values())
+        and "m5" in entries
+    ]
+    assert intents and intents[0][0] == pytest.approx(60.0)  # as the listing left
+    assert server.loaded_at[5:] == [pytest.approx(65.0)] * 2  # as it answered
+
+
+async def test_intents_written_while_a_listing_is_out_are_taken_back_if_stopped() -> None:
+    """Stopped (Ctrl-C) before the listing answered: the loads were never sent."""
+    clock = FakeClock()
+    server = SlowListing(clock)
+    run = one_account(server, clock, loads=7, poll_interval=30.0, shortest=LOAD_SECONDS)
+    records = recording(run, clock)
+    async with anyio.create_task_group() as group:
+        group.start_soon(run.run)
+        await clock.sleep(62.0)  # the listing left at 60 s, answers at 65 s
+        group.cancel_scope.cancel()
+    at, taken_back = records[-1]
+    assert at == pytest.approx(62.0) and taken_back == {"m5": None, "m6": None}
+    assert not any(run.items[m].sent for m in ("m5", "m6"))
+    assert all(run.entries.get(m) is None for m in ("m5", "m6"))
