@@ -31,7 +31,7 @@ from reconciler.emulator import replies
 from reconciler.emulator.config import EmulatorConfig
 from reconciler.emulator.control import control_routes
 from reconciler.emulator.faults import FaultKind, error_body, malformed_text
-from reconciler.emulator.handlers import ENDPOINTS, Handler
+from reconciler.emulator.handlers import ENDPOINTS, Handler, prerender
 from reconciler.emulator.replies import Reply
 from reconciler.emulator.state import EmulatorState
 from reconciler.emulator.traffic import fingerprint
@@ -69,6 +69,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.for_each_account(prerender)  # before the first request, not during it
         ticker = asyncio.get_running_loop().create_task(_tick(state, webhooks))
         try:
             yield

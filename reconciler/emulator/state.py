@@ -90,6 +90,12 @@ class EmulatorState:
             self.save()
             return account
 
+    def for_each_account(self, action: Callable[[Account], object]) -> None:
+        """Run ``action`` on every account, under the state's lock."""
+        with self._lock:
+            for account in self.accounts.values():
+                action(account)
+
     def account_for_key(self, key: object) -> Account | None:
         """The account a key belongs to, if any (every request asks: an index, not a scan)."""
         index = self._by_key
