@@ -150,13 +150,15 @@ class LoadTimes:
 
     Both ends are taken so that the estimate is never early: a load's time is learnt from when
     its request *left* (an upper bound: the server started it later), and a running load is
-    expected done that long after its answer *came* (the server started it before), less the
-    quickest round trip of the run's loads: that much of every answer's time is the network's,
-    before or after the server started the load, and the listing that sees it ready takes the
-    same way. What an answer took beyond it (the server's queue, a busy client) still counts:
-    under load, when answers come late, pairing with when the request left polled too early
-    and listed again. Against 50 ms of latency and 1 s loads, the round trip was a twentieth of
-    every wait.
+    expected done that long after its answer *came* (the server started it before), less half
+    the quickest round trip of the run's loads: a server starts a request about halfway
+    through its round trip, and the listing that sees it ready is read as far into its own.
+    Half, not all of it: a server that starts some loads at the end of their round trip and
+    others at the start would be listed too early, which costs a whole interval. What an answer
+    took beyond the quickest (the server's queue, a busy client) still counts: under load,
+    when answers come late, pairing with when the request left polled too early and listed
+    again. A listing's own instant is when its request was written (its last attempt), not
+    when the poll began: one that waited for a retry would learn too short a time.
 
     Until a first load is seen to end, only :data:`SCOUTS` accounts poll on their interval
     (their first polls staggered when other accounts wait for them: a later first poll costs
@@ -230,6 +232,13 @@ class LoadTimes:
         """A load was accepted ``seconds`` after its request left."""
         if seconds >= 0 and (self.quickest_answer is None or seconds < self.quickest_answer):
             self.quickest_answer = seconds
+
+    def ahead(self) -> float | None:
+        """How long after its answer came a load can be done (None while none was seen ready):
+        the time learnt, less half the quickest round trip (see the class)."""
+        if self.shortest is None:
+            return None
+        return self.shortest - (self.quickest_answer or 0.0) / 2
 
     def scout_number(self, account: str) -> int | None:
         """``account``'s place among the scouts (taking a free one), or None when all are taken."""
@@ -359,35 +368,34 @@ class AccountApply:
 
     async def _load_all(self) -> None:
         queue = [item for item in self.items.values() if item.change.action in _QUEUED]
-        if queue:
-            free = self.client.queue_limit - self._in_flight()
-            if free <= 0:  # a leader that must list before it can send: nobody waits for it
-                self.load_times.led(self.plan.account)
-            # The first wave's intents go to disk while the leaders' loads are on their way.
-            first = queue[: max(0, free)]
-            await self._note_intents(first)
-            async with self._taken_back_if_stopped(first):
-                await self.load_times.after_leaders(self.plan.account, self.clock)
-        while queue:
-            if self._in_flight() >= self.client.queue_limit:
-                if self.clock.now() >= self.deadline:
-                    for item in queue:
-                        item.finish(
-                            Outcome.TIMED_OUT,
-                            "the queue never freed up before the deadline",
-                            "not-converged",
-                        )
-                    return
-                # The next wave's intents go to disk while the listing that frees it is out.
-                upcoming = queue[: self.client.queue_limit]
-                async with self._taken_back_if_stopped(upcoming):
-                    await self._poll(all_sent=False, upcoming=upcoming)
-                continue
-            free = self.client.queue_limit - self._in_flight()
-            wave, queue = queue[:free], queue[free:]
-            await self._send_wave(wave)
+        if not queue:
+            return
+        free = self.client.queue_limit - self._in_flight()
+        if free <= 0:  # a leader that must list before it can send: nobody waits for it
             self.load_times.led(self.plan.account)
-            self._report("applying")
+        # The first wave's intents go to disk while the leaders' loads are on their way; the
+        # next wave's while the listing that frees its places is out. Stopped before their
+        # requests left, they are taken back.
+        await self._note_intents(queue[: max(0, free)])
+        async with self._taken_back_if_stopped(list(queue)):
+            await self.load_times.after_leaders(self.plan.account, self.clock)
+            while queue:
+                if self._in_flight() >= self.client.queue_limit:
+                    if self.clock.now() >= self.deadline:
+                        for item in queue:
+                            item.finish(
+                                Outcome.TIMED_OUT,
+                                "the queue never freed up before the deadline",
+                                "not-converged",
+                            )
+                        return
+                    await self._poll(all_sent=False, upcoming=queue)
+                    continue
+                free = self.client.queue_limit - self._in_flight()
+                wave, queue = queue[:free], queue[free:]
+                await self._send_wave(wave)
+                self.load_times.led(self.plan.account)
+                self._report("applying")
 
     @asynccontextmanager
     async def _taken_back_if_stopped(self, noted: Sequence[_Item]) -> AsyncIterator[None]:
@@ -639,12 +647,15 @@ class AccountApply:
         never later than an interval after the earliest (what polling for the earliest and
         then on the interval would do). Before a load time is known, see :class:`LoadTimes`.
 
-        The intents of ``upcoming`` (the loads that may go out once the listing is in) are
-        written meanwhile: the wave then leaves as the listing shows its places free, not a
-        journal write later (under a wave of a hundred accounts the write waited for the
-        loop as long as the listing's answer did).
+        The intents of the first of ``upcoming`` (the loads waiting for a place), as many as
+        the listing should show places free, are written meanwhile: the wave then leaves as
+        the listing answers, not a journal write later (under a wave of a hundred accounts
+        the write waited for the loop as long as the listing's answer did). No more: an
+        intent on disk for a request not sent yet is a load the next run would wait for, if
+        this one were killed.
         """
         await self._wait_for_poll(all_sent)
+        upcoming = upcoming[: self._places_due()]
         try:
             if any(not item.intent_noted for item in upcoming):
                 await both(self._refresh_in_place, lambda: self._note_intents_shielded(upcoming))
@@ -758,14 +769,33 @@ class AccountApply:
             for item in self._changing()
             if item.sent and item.outcome is None and not item.seen_ready
         ]
-        if self.load_times.shortest is None or not running:
+        ahead = self.load_times.ahead()
+        if ahead is None or not running:
             return 0.0, 0.0
-        ahead = self.load_times.shortest - (self.load_times.quickest_answer or 0.0)
         return min(running) + ahead, max(running) + ahead
+
+    def _places_due(self) -> int:
+        """The places the coming listing should show free: the free ones, and those of this
+        run's loads that can be done by now (none while no load time is known)."""
+        free = self.client.queue_limit - self._in_flight()
+        ahead = self.load_times.ahead()
+        if ahead is not None:
+            now = self.clock.now()
+            free += sum(
+                1
+                for item in self._changing()
+                if item.sent
+                and item.outcome is None
+                and not item.seen_ready
+                and item.sent_at + ahead <= now
+            )
+        return max(0, free)
 
     async def _refresh(self) -> None:
         listed = self.last_listed = self.clock.now()
         self.live = await self.client.read_live(deadline=self.deadline)
+        if self.live.asked_at is not None:  # when the request that was answered left
+            listed = max(listed, self.live.asked_at)
         self.stale = False
         for item in self._changing():
             model_id = item.change.model_id

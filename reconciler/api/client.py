@@ -299,16 +299,23 @@ class AccountClient:
         outlast the run's own limit. A request is cut at the deadline, but is always given at
         least :data:`OVERTIME` (so a poll at the deadline still sees a prompt answer); the
         first one is always made unless the spam window holds it past the deadline.
+
+        The state's ``asked_at`` is when the request that says which models are loaded
+        (``model_list``, ``get_all_models``) was written, in its answered attempt.
         """
+        sent = [self._owner.clock.now()] * 2  # the answered attempt's (see Accepted)
         if wire.ENTERPRISE_GET_ALL_MODELS in self.api.caps.list_endpoints:
             listing = await self._read(
-                wire.ENTERPRISE_GET_ALL_MODELS, wire.GetAllModelsResponse, deadline=deadline
+                wire.ENTERPRISE_GET_ALL_MODELS,
+                wire.GetAllModelsResponse,
+                deadline=deadline,
+                sent=sent,
             )
-            return enterprise_live_state(self.name, listing)
+            return enterprise_live_state(self.name, listing, sent[0])
         owned, listed = await both(
-            lambda: self._owned_ids(deadline), lambda: self._listed_models(deadline)
+            lambda: self._owned_ids(deadline), lambda: self._listed_models(deadline, sent)
         )
-        return community_live_state(self.name, owned, listed)
+        return community_live_state(self.name, owned, listed, sent[0])
 
     async def verify(self, model_id: str) -> bool:
         """Whether an enterprise server has ``model_id`` loaded (``verify_model``)."""
@@ -327,8 +334,13 @@ class AccountClient:
         listing = await self._read(wire.FINETUNE_LIST, wire.FinetuneListResponse, deadline=deadline)
         return listing.model_ids()
 
-    async def _listed_models(self, deadline: float | None) -> list[wire.PublicModel]:
-        return (await self._read(wire.MODEL_LIST, wire.ModelListResponse, deadline=deadline)).root
+    async def _listed_models(
+        self, deadline: float | None, sent: list[float] | None = None
+    ) -> list[wire.PublicModel]:
+        listing = await self._read(
+            wire.MODEL_LIST, wire.ModelListResponse, deadline=deadline, sent=sent
+        )
+        return listing.root
 
     # -- mutations --------------------------------------------------------------------------
 
@@ -375,12 +387,18 @@ class AccountClient:
         return {"key": self._key.reveal(), **fields}
 
     async def _read(
-        self, endpoint: str, model: type[M], *, deadline: float | None = None, **fields: str
+        self,
+        endpoint: str,
+        model: type[M],
+        *,
+        deadline: float | None = None,
+        sent: list[float] | None = None,
+        **fields: str,
     ) -> M:
         payload = self._body(**fields)
         return await retrying(
             read_backoff,
-            lambda not_after: self._call(endpoint, payload, model, not_after),
+            lambda not_after: self._call(endpoint, payload, model, not_after, sent),
             self._where(endpoint),
             self._owner.settings,
             self._owner.clock,

@@ -74,6 +74,9 @@ class LiveState:
 
     account: str
     models: Mapping[str, LiveModel] = field(default_factory=dict)
+    #: When (on the run's clock) the request whose answer says which models are loaded was
+    #: written, if the client knows: ``apply`` learns load times from it. Not compared.
+    asked_at: float | None = field(default=None, compare=False)
 
     def condition(self, model_id: str, *, declared: bool = True) -> Condition:
         """The condition of ``model_id``: ``missing`` if not live, ``unmanaged`` if undeclared."""
@@ -95,7 +98,10 @@ class LiveState:
 
 
 def community_live_state(
-    account: str, owned_ids: Iterable[str], listed: Iterable[wire.PublicModel]
+    account: str,
+    owned_ids: Iterable[str],
+    listed: Iterable[wire.PublicModel],
+    asked_at: float | None = None,
 ) -> LiveState:
     """Live state of a community account from ``finetune_list`` and ``model_list``.
 
@@ -111,13 +117,15 @@ def community_live_state(
             models[model_id] = LiveModel(model_id, Condition.EVICTED)
         else:
             models[model_id] = LiveModel(model_id, condition_of_status(item.status), item.status)
-    return LiveState(account, models)
+    return LiveState(account, models, asked_at)
 
 
-def enterprise_live_state(account: str, listing: wire.GetAllModelsResponse) -> LiveState:
+def enterprise_live_state(
+    account: str, listing: wire.GetAllModelsResponse, asked_at: float | None = None
+) -> LiveState:
     """Live state of an enterprise server from ``get_all_models``: every listed model is ready."""
     models = {
         item.model_id: LiveModel(item.model_id, Condition.READY, wire.STATUS_READY, item.load_data)
         for item in listing.all_models()
     }
-    return LiveState(account, dict(sorted(models.items())))
+    return LiveState(account, dict(sorted(models.items())), asked_at)

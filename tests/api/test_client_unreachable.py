@@ -386,3 +386,27 @@ async def test_an_accepted_load_says_when_the_accepted_attempt_started(
             accepted = await account.load("m1", SPEC, deadline=started + 300)
     assert accepted.sent_at >= started + 60  # two refusals, 30 s each at least
     assert accepted.sent_at == clock.now()  # the in-process answer takes no virtual time
+
+
+@pytest.mark.parametrize("api", ["community", "enterprise"])
+async def test_a_listing_says_when_its_answered_attempt_was_written(
+    mock_account: MockAccount, api: Api
+) -> None:
+    """apply learns load times from it: the poll's start would make one learnt after a retry
+    too short (here by 5 s), and every later listing too early."""
+    clock = FakeClock()
+    started = clock.now()
+    failed: set[str] = set()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        endpoint = endpoint_of(request)
+        if endpoint in (wire.MODEL_LIST, wire.ENTERPRISE_GET_ALL_MODELS) and not failed:
+            failed.add(endpoint)
+            clock.advance(5.0)  # the first attempt takes 5 s, then fails
+            return httpx.Response(500, json={"status": "error", "message": "Server Error"})
+        return httpx.Response(200, json=OK_BODIES[endpoint])
+
+    async with mock_account(handler, api=api, clock=clock) as account:
+        live = await account.read_live()
+    assert live.asked_at == pytest.approx(started + 5.0)
+    assert sorted(live.models) == (["m1"] if api == "community" else ["e1"])
