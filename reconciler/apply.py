@@ -376,8 +376,8 @@ class AccountApply:
         # The first wave's intents go to disk while the leaders' loads are on their way; the
         # next wave's while the listing that frees its places is out. Stopped before their
         # requests left, they are taken back.
-        await self._note_intents(queue[: max(0, free)])
         async with self._taken_back_if_stopped(list(queue)):
+            await self._note_intents_shielded(queue[: max(0, free)])
             await self.load_times.after_leaders(self.plan.account, self.clock)
             while queue:
                 if self._in_flight() >= self.client.queue_limit:
@@ -418,7 +418,7 @@ class AccountApply:
         Their intents are made durable together (one journal write). An invalid key stops the
         account: the first one is re-raised once the wave's other requests have ended.
         """
-        await self._note_intents(wave)
+        await self._note_intents_shielded(wave)
         if len(wave) == 1:
             await self._send(wave[0])
             return
@@ -441,10 +441,14 @@ class AccountApply:
         if self.plan.api.caps.lists_loading:
             return len(self._listed_loading())
         now = self.clock.now()  # loading models are unlisted: count our own
-        return sum(
-            1
-            for item in self._changing()
-            if item.outcome is None
+        return sum(1 for item in self._changing() if self._holds_place(item, now))
+
+    def _holds_place(self, item: _Item, now: float) -> bool:
+        """Whether ``item`` is one of the loads :meth:`_in_flight` counts."""
+        if self.plan.api.caps.lists_loading:
+            return item.change.model_id in self._listed_loading()
+        return (
+            item.outcome is None
             and self.live.condition(item.change.model_id) is not Condition.READY
             and (
                 (item.sent and now - item.sent_at < self.options.load_grace)
@@ -775,8 +779,8 @@ class AccountApply:
         return min(running) + ahead, max(running) + ahead
 
     def _places_due(self) -> int:
-        """The places the coming listing should show free: the free ones, and those of this
-        run's loads that can be done by now (none while no load time is known)."""
+        """The places the coming listing should show free: the free ones, and those held by
+        this run's loads that can be done by now (none while no load time is known)."""
         free = self.client.queue_limit - self._in_flight()
         ahead = self.load_times.ahead()
         if ahead is not None:
@@ -788,6 +792,7 @@ class AccountApply:
                 and item.outcome is None
                 and not item.seen_ready
                 and item.sent_at + ahead <= now
+                and self._holds_place(item, now)  # else it is not counted in flight
             )
         return max(0, free)
 

@@ -496,3 +496,57 @@ async def test_a_load_time_is_learnt_from_when_the_listing_was_written_not_asked
     assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
     assert server.listed_at == [pytest.approx(62.0)]
     assert run.load_times.shortest == pytest.approx(62.0)
+
+
+async def test_intents_whose_write_a_stop_interrupts_are_still_taken_back() -> None:
+    """The journal writes a batch whatever becomes of the writers waiting on it: stopped
+    while the first wave's intents were being written (here 1 s, before the wait for the
+    leaders), they are on disk all the same, and must be taken back."""
+    clock = FakeClock()
+    run = one_account(QueuedLoads(clock), clock, loads=5, poll_interval=30.0)
+    run.load_times = LoadTimes(scouts=["leader"], _leading={"leader"})  # never answered
+    records: list[dict[str, object]] = []
+
+    async def slow_record(entries: Mapping[str, object]) -> None:
+        records.append(dict(entries))  # on disk at once, acknowledged a second later
+        await clock.sleep(1.0)
+
+    run.record = slow_record
+    async with anyio.create_task_group() as group:
+        group.start_soon(run.run)
+        await clock.sleep(0.5)
+        group.cancel_scope.cancel()
+    assert sorted(records[0]) == [f"m{n}" for n in range(5)]  # the first wave's intents
+    assert records[-1] == {f"m{n}": None for n in range(5)}  # taken back
+    assert not any(item.sent for item in run.items.values())
+
+
+def test_places_due_counts_only_the_loads_that_hold_places() -> None:
+    """An enterprise load past the load grace no longer holds a place (the server's limit
+    decides): the places due are the free ones, not those plus the loads counted again."""
+    clock = FakeClock()
+    plan = AccountPlan(
+        account="acct",
+        api=ApiKind.ENTERPRISE,
+        live_fingerprint="",
+        changes=tuple(load_change(f"m{n}") for n in range(4)),
+    )
+    client = ScoutedServer(clock)
+    client.queue_limit = 2
+    run = AccountApply(
+        plan,
+        client,  # type: ignore[arg-type]
+        LiveState("acct", {}),
+        ApplyOptions(wait=True, timeout=1000.0, poll_interval=30.0, load_grace=100.0),
+        NullProgress(),
+        clock.now() + 1000.0,
+        load_times=LoadTimes(shortest=LOAD_SECONDS),
+    )
+    run.items = {c.model_id: _Item(c) for c in plan.changes}
+    for model_id in ("m0", "m1"):  # sent at the start, not listed: enterprise lists only ready
+        item = run.items[model_id]
+        item.sent, item.sent_at, item.requested_at = True, clock.now(), clock.now()
+    clock.advance(70.0)  # within the grace, and past the learnt time: both places due
+    assert run._in_flight() == 2 and run._places_due() == 2
+    clock.advance(80.0)  # past the grace: no place held, the two free ones only
+    assert run._in_flight() == 0 and run._places_due() == 2
