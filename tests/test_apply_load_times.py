@@ -297,11 +297,9 @@ class RoundTrips(ScoutedServer):
     async def load(
         self, model_id: str, spec: Mapping[str, str], *, deadline: float | None = None
     ) -> Accepted:
-        sent = self.clock.now()
-        self.started[model_id] = sent
-        self.loaded_at.append(sent - 1000.0)
+        started = await super().load(model_id, spec, deadline=deadline)
         await self.clock.sleep(ROUND_TRIP)
-        return Accepted("model load started", sent, self.clock.now())
+        return Accepted(started.message, started.sent_at, self.clock.now())
 
 
 ROUND_TRIP = 10.0
@@ -334,13 +332,18 @@ class WrittenLate(ScoutedServer):
 async def test_a_scouts_first_listing_is_timed_from_when_its_loads_left() -> None:
     """A scout samples the time since its loads left: its first listing comes an interval
     after them (50 s), not after the account's listing (30 s), whatever held them back."""
-    clock = FakeClock()
-    server = WrittenLate(clock)
-    run = one_account(server, clock, loads=5, poll_interval=30.0)
+    server = WrittenLate(FakeClock())
+    await one_scout(server, poll_interval=30.0)
+    assert server.listed_at[0] == pytest.approx(20.0 + 30.0)
+
+
+async def one_scout(server: ScoutedServer, poll_interval: float) -> AccountApply:
+    """The apply of five loads on ``server`` by the run's one scout, run to its end."""
+    run = one_account(server, server.clock, loads=5, poll_interval=poll_interval)
     run.load_times = LoadTimes(scouts=["acct"])
     await run.run()
     assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
-    assert server.listed_at[0] == pytest.approx(20.0 + 30.0)
+    return run
 
 
 class SlowListing(ScoutedServer):
@@ -488,12 +491,8 @@ class HeldListing(ScoutedServer):
 async def test_a_load_time_is_learnt_from_when_the_listing_was_written_not_asked_for() -> None:
     """Polled at 57 s, written at 62 s, it sees the 60 s loads ready: the time learnt is 62 s.
     From the poll's start it would be 57 s, shorter than the server's: later listings early."""
-    clock = FakeClock()
-    server = HeldListing(clock)
-    run = one_account(server, clock, loads=5, poll_interval=57.0)
-    run.load_times = LoadTimes(scouts=["acct"])
-    await run.run()
-    assert {item.outcome for item in run.items.values()} == {Outcome.DONE}
+    server = HeldListing(FakeClock())
+    run = await one_scout(server, poll_interval=57.0)
     assert server.listed_at == [pytest.approx(62.0)]
     assert run.load_times.shortest == pytest.approx(62.0)
 
