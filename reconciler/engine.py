@@ -40,6 +40,7 @@ from reconciler.errors import (
     ApiUnreachable,
     ConfigError,
     FailureReason,
+    LedgerError,
     LedgerLocked,
     PlanBlocked,
     RateLimited,
@@ -297,6 +298,10 @@ async def apply_plan(
         async with anyio.create_task_group() as group:
             for account_plan in run.plan.accounts:
                 group.start_soon(apply_one, account_plan)
+    except* LedgerError as unwritable:
+        # A ledger that cannot be written stops every account (no request may leave before
+        # its intent is on disk): the error as it is, not as a group from the accounts' tasks.
+        raise unwritable.exceptions[0] from None
     finally:
         sink.close()
     failed = [_failed_account_report(f, workspace.account(f.account).api) for f in run.failures]

@@ -10,6 +10,7 @@ helpers serve the virtual-time tests too.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from reconciler.ledger.journal import JournalFile
 
 from .e2e_support import (
     APPLY_TIMEOUT,
@@ -235,3 +238,23 @@ def test_a_run_killed_at_random_leaves_no_duplicate_load(world: World, seed: int
     assert world.plan("--detailed-exitcode").code == 0
     ledger_files = sorted(p.name for p in ledger.iterdir())
     assert ledger_files == ["farm.json", "studio.json"]  # journal folded in, no lock left
+
+
+def test_a_ledger_that_cannot_be_written_stops_apply_with_an_error_not_a_crash(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under the journal: no load goes out without its intent on disk, and the
+    run ends with the ledger's one-line error and exit 1, not an internal error (exit 3)."""
+    world.manifest("studio", [community_model(f"m{n}") for n in range(3)])
+    world.manifest("farm", [enterprise_model("e1")])
+
+    def full(self: JournalFile, lines: list[str]) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(JournalFile, "append", full)
+    result = world.apply()
+    assert result.code == 1, result.text
+    assert "cannot write the ledger journal" in result.err
+    assert "No space left on device" in result.err
+    assert "internal error" not in result.text
+    assert world.mutations() == {}  # nothing was sent
