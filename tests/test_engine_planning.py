@@ -136,12 +136,19 @@ def _note_plans(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> list[tuple
     return planned
 
 
+def _late_world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ApiAccess, LateAccount, list[tuple[float, str]]]:
+    """The accounts, with ``plan-0``'s listing late, and when each gets planned from now on."""
+    clock = FakeClock(start=1000.0)
+    access, transport = _world(tmp_path, clock, _late("plan-0", clock))
+    return access, transport, _note_plans(monkeypatch, clock)
+
+
 async def test_each_account_is_planned_as_soon_as_its_own_listing_is_in(
     tmp_path: Path, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock(start=1000.0)
-    access, _ = _world(tmp_path, clock, _late("plan-0", clock))
-    planned = _note_plans(monkeypatch, clock)
+    access, _, planned = _late_world(tmp_path, monkeypatch)
     await plan_accounts(access, LedgerState())
     early = {name for at, name in planned if at < 20.0}
     assert early == set(ACCOUNTS) - {"plan-0"}  # not after the late account's listing
@@ -152,9 +159,7 @@ async def test_an_account_is_re_planned_for_the_report_when_its_part_ends(
     tmp_path: Path, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Not after the last account's last listing (the work was all after the last request)."""
-    clock = FakeClock(start=1000.0)
-    access, transport = _world(tmp_path, clock, _late("plan-0", clock))
-    planned = _note_plans(monkeypatch, clock)
+    access, transport, planned = _late_world(tmp_path, monkeypatch)
     _, report = await apply_accounts(access, MemorySession(), ApplyOptions(timeout=36_000.0))
     assert all(a.converged for a in report.accounts), report
     last_answer = max(at for at, _ in transport.answered)
