@@ -13,15 +13,16 @@ acts on ``action`` alone (as terraform's ``ActionReason``).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.api.kinds import ApiKind
+from reconciler.canonical import canonical_json
 from reconciler.core.diff import FieldChange, diff_specs
 from reconciler.core.inventory import classify_account
 from reconciler.core.ledger_entries import LedgerEntry, LedgerState, parse_stamp
@@ -152,10 +153,19 @@ class Plan(BaseModel):
 
     def digest(self) -> str:
         """A hash of what the plan would do: equal plans give equal digests."""
-        data = self.model_dump(mode="json", include={"format_version", "accounts", "blockers"})
-        # Sorted keys: a spec's field order in the YAML must not change the digest.
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        return plan_digest(self.model_dump(mode="json", include=set(DIGESTED_KEYS)))
+
+
+#: The keys of a plan's JSON dump that its digest covers.
+DIGESTED_KEYS = ("format_version", "accounts", "blockers")
+
+
+def plan_digest(document: Mapping[str, Any]) -> str:
+    """:meth:`Plan.digest` from the plan's JSON dump (``model_dump(mode="json")``), for a
+    caller that has the dump already: dumping a plan of 10k models costs 30 ms."""
+    data = {key: document[key] for key in DIGESTED_KEYS}
+    # Sorted keys: a spec's field order in the YAML must not change the digest.
+    return "sha256:" + hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 import fnmatch
 import functools
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -27,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.api import wire
 from reconciler.api.kinds import API_KINDS, ApiKind
+from reconciler.canonical import canonical_json
 
 FORMAT_VERSION = 1
 
@@ -314,13 +314,9 @@ class DesiredModel:
         object.__setattr__(self, "spec_hash", spec_hash(self.spec))
 
 
-#: ``json.dumps(spec, sort_keys=True, separators=(",", ":"))``, made once rather than per call.
-_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-
-
 def spec_hash(spec: Mapping[str, str]) -> str:
-    """Hash a load spec canonically (sorted keys, compact JSON)."""
-    canonical = _CANONICAL_JSON.encode(spec if isinstance(spec, dict) else dict(spec))
+    """Hash a load spec canonically (sorted keys, compact JSON: :mod:`reconciler.canonical`)."""
+    canonical = canonical_json(spec if isinstance(spec, dict) else dict(spec))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

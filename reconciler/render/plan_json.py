@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from reconciler.core.plan import Action, Plan
+from reconciler.core.plan import Action, Plan, plan_digest
 from reconciler.render.safe_text import safe_json
 
 #: Keys of the document that are computed from the plan rather than part of it.
@@ -68,9 +68,10 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     """The plan as a JSON-ready dict, with its digest and a summary of the counts."""
     counts = plan.counts()
     changes = sum(n for action, n in counts.items() if Action(action).is_change)
+    document = plan.model_dump(mode="json")
     return {
-        **plan.model_dump(mode="json"),
-        "digest": plan.digest(),
+        **document,
+        "digest": plan_digest(document),
         "summary": {**counts, "changes": changes},
     }
 

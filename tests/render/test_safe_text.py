@@ -152,7 +152,7 @@ def test_safe_json_is_the_same_data_and_safe_in_a_log(document: object) -> None:
     ids=["non-ascii", "lone-surrogate", "big-int", "float"],
 )
 def test_safe_json_escapes_as_ensure_ascii_does_whatever_the_serialiser(value: object) -> None:
-    """pydantic-core writes it, or ``json.dumps`` when a string is no valid UTF-8."""
+    """orjson writes it, or ``json.dumps`` when it cannot (a lone surrogate, a big integer)."""
     document = {"b": [value, {"z": 1, "a": value}], "a": None}
     text = safe_json(document)
     assert json.loads(text) == document
@@ -161,6 +161,10 @@ def test_safe_json_escapes_as_ensure_ascii_does_whatever_the_serialiser(value: o
     expected = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=True) + "\n"
     if isinstance(value, str):  # the very same text as before, strings included
         assert text == expected
+
+
+def test_safe_json_writes_nan_as_null_which_json_can_read() -> None:
+    assert safe_json({"b": float("nan"), "a": float("inf")}) == '{\n  "a": null,\n  "b": null\n}\n'
 
 
 def test_safe_json_writes_what_is_not_plain_json_as_json_dumps_does() -> None:
