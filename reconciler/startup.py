@@ -1,11 +1,17 @@
 """Process start-up of the command line: what gets imported, and how often the GC runs.
 
-Imported by :mod:`reconciler.cli` before anything that imports httpx. Two things, both measured
-on ``plan`` of 10k models (see benchmarks/README.md):
+Imported by :mod:`reconciler.cli` before anything that imports httpx or aiohttp. Three things,
+all measured on ``plan`` of 10k models (see benchmarks/README.md):
 
 - httpx imports its own command line (click, rich and pygments) whenever they are installed,
   about 60 ms at every start. Marking ``httpx._main`` as absent makes httpx fall back to the stub
   it has for when those are missing; the reconciler never uses httpx's command line.
+- aiohttp makes two default TLS contexts when it is imported, each loading the system's CA
+  bundle: 40 ms at every start, for contexts the reconciler never uses (its wire passes its
+  own, httpx's, to every request that needs TLS, made on the first: see
+  :mod:`reconciler.api.transport`). aiohttp is imported here with that loading skipped
+  (:func:`_no_default_ca_bundle`), so its defaults trust no certificate at all: were one
+  ever used, TLS would fail, never pass unchecked.
 - :func:`tune_gc`: parsing manifests and listings allocates hundreds of thousands of small
   containers, none of them cyclic, and CPython's default thresholds run a collection every
   700 of them over an ever larger heap: about two thirds of the YAML parse time. The objects
@@ -14,10 +20,33 @@ on ``plan`` of 10k models (see benchmarks/README.md):
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import ssl
 import sys
+from collections.abc import Iterator
 
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _no_default_ca_bundle() -> Iterator[None]:
+    """TLS contexts made meanwhile load no default CA bundle (see the module)."""
+    name = "set_default_verify_paths"
+    own = vars(ssl.SSLContext).get(name)  # None: inherited from the C class, as it is today
+    setattr(ssl.SSLContext, name, lambda self: None)
+    try:
+        yield
+    finally:
+        if own is None:
+            delattr(ssl.SSLContext, name)
+        else:
+            setattr(ssl.SSLContext, name, own)
+
+
+if "aiohttp" not in sys.modules:
+    with _no_default_ca_bundle():
+        import aiohttp  # noqa: F401  (imported for the side effect of its module-level contexts)
 
 #: Allocations between young-generation collections (CPython's default is 700).
 GC_THRESHOLD = 50_000

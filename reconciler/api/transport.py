@@ -178,11 +178,15 @@ class AiohttpWire:
             aiohttp_url = yarl.URL(str(parsed), encoded=True)
         except ValueError as exc:
             raise httpx.InvalidURL(str(exc) or "the URL is not valid") from exc
+        proxy = _proxy_for(parsed.scheme, parsed.host)
         try:
-            tls = _tls_context() if parsed.scheme == "https" else True
+            # Our context wherever TLS is spoken, to the API or to an https proxy: aiohttp's
+            # defaults trust no certificate (reconciler.startup skips their CA bundle).
+            needs_tls = parsed.scheme == "https" or (proxy or "").lower().startswith("https:")
+            tls = _tls_context() if needs_tls else True
         except (OSError, ssl.SSLError) as exc:  # a CA bundle that cannot be read: nothing sent
             raise httpx.ConnectError(f"cannot set up TLS: {exc}") from exc
-        target = _Target(url=aiohttp_url, proxy=_proxy_for(parsed.scheme, parsed.host), tls=tls)
+        target = _Target(url=aiohttp_url, proxy=proxy, tls=tls)
         self._targets[url] = target
         return target
 

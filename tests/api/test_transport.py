@@ -303,3 +303,25 @@ async def test_a_tls_setup_that_fails_is_could_not_reach_not_a_crash(
         transport._tls_context.cache_clear()
     assert "cannot set up TLS" in str(caught.value)
     assert not caught.value.answer_lost
+
+
+@pytest.mark.parametrize(
+    ("api", "proxy", "own_context"),
+    [
+        ("https://api.test/api/", None, True),
+        ("http://api.test/api/", "HTTPS://proxy.test:3128", True),
+        ("http://api.test/api/", "http://proxy.test:3128", False),
+        ("http://api.test/api/", None, False),
+    ],
+)
+def test_tls_to_the_api_or_an_https_proxy_uses_the_wires_own_context(
+    monkeypatch: pytest.MonkeyPatch, api: str, proxy: str | None, own_context: bool
+) -> None:
+    """aiohttp's default contexts trust nothing (reconciler.startup): never left to them."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    if proxy is not None:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+    target = AiohttpWire(4, 5.0)._target(api)
+    assert (target.tls is transport._tls_context()) is own_context
+    assert own_context or target.tls is True  # plain HTTP end to end: no TLS at all
