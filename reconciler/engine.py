@@ -289,7 +289,9 @@ async def apply_plan(
         name = account_apply.plan.account
         after = session.current_state([name]) if session is not None else None
         timing = now_timing(options.load_grace, workspace.clock)
-        replanned = plan_account(workspace.account(name), account_apply.live, after, timing)
+        replanned = plan_account(
+            workspace.account(name), account_apply.live, after, timing, actions_only=True
+        )
         reports[name] = _account_report(
             account_apply.plan, account_apply, replanned, options, elapsed
         )

@@ -243,18 +243,47 @@ def plan_account(
     live: LiveState,
     ledger: LedgerState | None,
     timing: Timing = Timing(),
+    *,
+    actions_only: bool = False,
 ) -> AccountPlan:
-    """The changes of one account, with the never-empty guard."""
+    """The changes of one account, with the never-empty guard.
+
+    ``actions_only``: only the changes that make apply do something (``action.is_change``),
+    the others left out. That is all the report's re-plan after apply needs (what remains to
+    do, and the guard, which counts deletes and loads only), and it skips building a change
+    for every model that is fine: two thirds of planning it, at the end of every account.
+    """
     inventory = classify_account(account, live, ledger)
     has_ledger = inventory.has_ledger
-    changes = [
-        _declared_change(
-            model.declaration, live, model.entry, account, has_ledger, timing, model.ignored
+    changes: list[ModelChange] = []
+    for model in inventory.models:
+        condition = live.condition(model.model_id)
+        if model.declaration is not None:
+            action, reason = _declared_action(
+                model.declaration,
+                condition,
+                model.entry,
+                account,
+                has_ledger,
+                timing,
+                ignored=model.ignored,
+            )
+        else:
+            action, reason = _undeclared_action(model.model_id, model.entry, account)
+            condition = Condition.UNMANAGED
+        if actions_only and not action.is_change:
+            continue
+        changes.append(
+            _change(
+                model.declaration,
+                model.model_id,
+                (action, reason),
+                condition,
+                model.entry,
+                account,
+                ignored=model.ignored,
+            )
         )
-        if model.declaration is not None
-        else _undeclared_change(model.model_id, live, model.entry, account)
-        for model in inventory.models
-    ]
     notes = (
         ()
         if has_ledger
@@ -270,41 +299,67 @@ def plan_account(
     )
 
 
-def _declared_change(
+def _declared_action(
     model: DesiredModel,
-    live: LiveState,
+    condition: Condition,
     entry: LedgerEntry | None,
     account: LoadedAccount,
     has_ledger: bool,
     timing: Timing,
+    *,
     ignored: bool,
-) -> ModelChange:
-    condition = live.condition(model.model_id)
-    base = {
-        "model_id": model.model_id,
-        "condition": condition,
-        "declared": True,
-        "managed": entry is not None,
-        "origin": account.origin(model.model_id),
-    }
+) -> tuple[Action, str]:
+    """The design table's rows for a declared model."""
     if ignored:
         # "never touched" wins over the declaration, but a declaration is never dropped
         # silently: it is reported, so the contradiction gets fixed in the manifest.
-        reason = "declared, but matched by ignore; remove it from one of the two"
-        return ModelChange(action=Action.BLOCKED, reason=reason, **base)
+        return Action.BLOCKED, "declared, but matched by ignore; remove it from one of the two"
     if model.ensure == "absent":
-        action, reason = _absent_action(condition, model.protect, account.api)
-        return ModelChange(action=action, reason=reason, **base)
-    action, reason = _present_action(model, condition, entry, has_ledger, account.api, timing)
+        return _absent_action(condition, model.protect, account.api)
+    return _present_action(model, condition, entry, has_ledger, account.api, timing)
+
+
+def _change(
+    model: DesiredModel | None,
+    model_id: str,
+    decided: tuple[Action, str],
+    condition: Condition,
+    entry: LedgerEntry | None,
+    account: LoadedAccount,
+    *,
+    ignored: bool,
+) -> ModelChange:
+    """The change of one model, declared (``model``) or not, once its action is decided.
+
+    Only a declared model that must be present carries its spec (and, when it is to be
+    loaded, how the spec differs from the one last applied).
+    """
+    action, reason = decided
+    origin = account.origin(model_id)
+    managed = entry is not None
+    if model is None or ignored or model.ensure == "absent":
+        return ModelChange(
+            model_id=model_id,
+            action=action,
+            reason=reason,
+            condition=condition,
+            declared=model is not None,
+            managed=managed,
+            origin=origin,
+        )
     old_spec = entry.spec if entry is not None else {}
     fields = diff_specs(old_spec, model.spec) if action in (Action.LOAD, Action.REPLACE) else ()
     return ModelChange(
+        model_id=model_id,
         action=action,
         reason=reason,
+        condition=condition,
+        declared=True,
+        managed=managed,
+        origin=origin,
         spec=model.spec,
         spec_hash=model.spec_hash,
         fields=fields,
-        **base,
     )
 
 
@@ -422,28 +477,18 @@ def _absent_action(condition: Condition, protect: bool, api: ApiKind) -> tuple[A
     return _delete_or_block(protect, api, "declared absent")
 
 
-def _undeclared_change(
-    model_id: str, live: LiveState, entry: LedgerEntry | None, account: LoadedAccount
-) -> ModelChange:
+def _undeclared_action(
+    model_id: str, entry: LedgerEntry | None, account: LoadedAccount
+) -> tuple[Action, str]:
     """The design table's rows for a live model no manifest declares."""
     prune = account.spec.prune
     managed = entry is not None
     if prune == "all" or (prune == "managed" and managed):
         why = "not declared; prune: all" if prune == "all" else "not declared; loaded earlier "
-        action, reason = _delete_or_block(False, account.api, why.strip())
-    elif managed:
-        action, reason = Action.NOOP, f"not declared; loaded by this tool; kept by prune: {prune}"
-    else:
-        action, reason = Action.NOOP, f"unmanaged; kept by prune: {prune}"
-    return ModelChange(
-        model_id=model_id,
-        action=action,
-        reason=reason,
-        condition=Condition.UNMANAGED,
-        declared=False,
-        managed=managed,
-        origin=account.origin(model_id),
-    )
+        return _delete_or_block(False, account.api, why.strip())
+    if managed:
+        return Action.NOOP, f"not declared; loaded by this tool; kept by prune: {prune}"
+    return Action.NOOP, f"unmanaged; kept by prune: {prune}"
 
 
 def _delete_or_block(protect: bool, api: ApiKind, why: str) -> tuple[Action, str]:

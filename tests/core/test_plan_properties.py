@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.core.ledger_fold import LedgerEvent, next_entry
 from reconciler.core.live import Condition, LiveModel, LiveState
-from reconciler.core.plan import AccountPlan, Action, Plan, make_plan
+from reconciler.core.plan import AccountPlan, Action, Plan, make_plan, plan_account
 from reconciler.manifest.models import ACCOUNT_ADAPTER, LoadedAccount, spec_hash
 
 POOL = tuple(f"m{i}" for i in range(8))
@@ -275,6 +275,19 @@ def test_no_delete_or_replace_outside_what_the_manifest_allows(world: World) -> 
                 assert model.ensure == "absent" and not model.protect
             else:
                 assert prune == "all" or (prune == "managed" and change.model_id in entries)
+
+
+@PROPERTY_SETTINGS
+@given(worlds())
+def test_a_plan_of_actions_only_leaves_out_exactly_what_needs_nothing(world: World) -> None:
+    """The report's re-plan: the same changes to make and the same guard, nothing else."""
+    for acct in world.accounts:
+        live = world.live[acct.name]
+        full = plan_account(acct, live, world.ledger)
+        lean = plan_account(acct, live, world.ledger, actions_only=True)
+        assert lean.changes == tuple(c for c in full.changes if c.action.is_change)
+        assert lean.blockers == full.blockers
+        assert lean.actions() == full.actions()
 
 
 def _check_reported(world: World, acct: LoadedAccount, account_plan: AccountPlan) -> None:
