@@ -20,7 +20,7 @@ import httpx
 
 from reconciler.api.client import AccountClient, ApiClient, ClientSettings, resolve_api_base
 from reconciler.api.secret import key_from_env
-from reconciler.apply import AccountApply, ApplyOptions, LoadTimes, Recorder
+from reconciler.apply import AccountApply, ApplyOptions, LoadTimes, Lull, Recorder
 from reconciler.clock import SYSTEM_CLOCK, Clock
 from reconciler.core.events import NullProgress, ProgressSink
 from reconciler.core.ledger_entries import LedgerEntry, LedgerState
@@ -238,8 +238,10 @@ async def apply_plan(
     each account's outcomes are recorded, checkpointed (pushed, on the git store) and
     re-planned for the report when its part ends: the last accounts wait for their loads
     then, so the work is done before the last listing rather than after it (the re-plan
-    yields once first, so that polls that are due go first). ``deadline`` is the run's end
-    (by default ``options.timeout`` from now).
+    yields once first, so that polls that are due go first). The models accounts adopt are
+    recorded earlier, in the run's lull (:class:`~reconciler.apply.Lull`), when every account
+    waits for its first loads. ``deadline`` is the run's end (by default ``options.timeout``
+    from now).
     """
     refuse_blocked(run.plan)
     sink = progress or NullProgress()
@@ -250,6 +252,7 @@ async def apply_plan(
         deadline = workspace.clock.now() + options.timeout
     reports: dict[str, AccountReport] = {}
     load_times = LoadTimes.for_run(run.plan.accounts)  # learnt by a few, used by all
+    lull = Lull.for_run(run.plan.accounts)  # when what can wait is recorded
 
     def recorder(account: str) -> Recorder:
         async def record(entries: Mapping[str, LedgerEntry | None]) -> None:
@@ -257,6 +260,15 @@ async def apply_plan(
                 await session.record_many(account, entries)
 
         return record
+
+    applying: list[AccountApply] = []
+
+    async def record_in_the_lull() -> None:
+        # What needs no answer, recorded while the accounts wait for their loads rather than
+        # at their ends (see Lull); an account already recorded has nothing left to adopt.
+        await lull.wait()
+        for account_apply in applying:
+            await account_apply.record_adoptions()
 
     async def apply_one(account_plan: AccountPlan) -> None:
         started = workspace.clock.now()
@@ -271,7 +283,9 @@ async def apply_plan(
             previous=ledger.entries(name) if ledger is not None else {},
             record=recorder(name),
             load_times=load_times,
+            lull=lull,
         )
+        applying.append(account_apply)
         await account_apply.run()
         if options.wait and account_apply.stale and workspace.clock.now() < deadline:
             await account_apply.refresh_quietly()
@@ -298,6 +312,8 @@ async def apply_plan(
 
     try:
         async with anyio.create_task_group() as group:
+            if session is not None:
+                group.start_soon(record_in_the_lull)
             for account_plan in run.plan.accounts:
                 group.start_soon(apply_one, account_plan)
     except* LedgerError as unwritable:
