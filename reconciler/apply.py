@@ -278,10 +278,11 @@ class Lull:
 
     Until then, the client's CPU is what spaces the loads of the first wave (issue 11); after
     it, every account waits a load's time for its next listing. Records that could be written
-    at any time of a run are written then, not at each account's end, where a hundred
-    accounts' outcomes, checkpoints and reports come together after the last listings: the
-    models an account adopts (declared, ready, not in the ledger), 9,000 records in a first
-    run over 100 accounts of 100 models.
+    at any time of a run are written then (by the engine, for every account still running),
+    not at each account's end, where a hundred accounts' outcomes, checkpoints and reports
+    come together after the last listings: the models an account adopts (declared, ready, not
+    in the ledger), 9,000 records in a first run over 100 accounts of 100 models. An account
+    that ends before the lull (nothing to load, a refused key) records them at its end.
     """
 
     #: The accounts whose first loads are not answered yet.

@@ -12,9 +12,11 @@ kept only when it is printable ASCII with no backslash at all, which is when no 
 needed an escape; any other value, and anything orjson refuses (a non-string key, an integer
 beyond 64 bits, a lone surrogate, a subclass), is written by ``json.dumps``.
 
-A float is the one thing the two write differently without an escape (``1e-7`` for
+A float is the one thing of JSON the two write differently without an escape (``1e-7`` for
 ``1e-07``, ``null`` for ``NaN``): what is hashed here holds none (a spec is strings, a plan
-strings, booleans and integers), and :func:`canonical_json` is for such values only.
+strings, booleans and integers), and :func:`canonical_json` is for such values only. Nor is
+it for what ``json.dumps`` refuses and orjson writes anyway (a plain ``Enum``, a ``UUID``):
+dates and dataclasses are passed to ``json.dumps``, which refuses them as it always has.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ import orjson
 
 #: Printable ASCII but the backslash: a text with nothing escaped in it.
 _UNESCAPED = re.compile(rb"[ -\[\]-~]*")
-_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
 _SLOW = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 

@@ -238,10 +238,10 @@ async def apply_plan(
     each account's outcomes are recorded, checkpointed (pushed, on the git store) and
     re-planned for the report when its part ends: the last accounts wait for their loads
     then, so the work is done before the last listing rather than after it (the re-plan
-    yields once first, so that polls that are due go first). The models accounts adopt are
-    recorded earlier, in the run's lull (:class:`~reconciler.apply.Lull`), when every account
-    waits for its first loads. ``deadline`` is the run's end (by default ``options.timeout``
-    from now).
+    yields once first, so that polls that are due go first). The models an account adopts are
+    recorded earlier if it is still running when the run's lull comes
+    (:class:`~reconciler.apply.Lull`: every account that loads has its first loads answered).
+    ``deadline`` is the run's end (by default ``options.timeout`` from now).
     """
     refuse_blocked(run.plan)
     sink = progress or NullProgress()
@@ -262,13 +262,23 @@ async def apply_plan(
         return record
 
     applying: list[AccountApply] = []
+    #: Held by an account's writes in the lull, and by its end's records and checkpoint: a
+    #: checkpoint never misses records of its account still on their way to the journal.
+    recording = {account.account: anyio.Lock() for account in run.plan.accounts}
 
     async def record_in_the_lull() -> None:
         # What needs no answer, recorded while the accounts wait for their loads rather than
-        # at their ends (see Lull); an account already recorded has nothing left to adopt.
+        # at their ends (see Lull), in one journal write; an account already recorded has
+        # nothing left to adopt.
         await lull.wait()
-        for account_apply in applying:
-            await account_apply.record_adoptions()
+
+        async def adopt(account_apply: AccountApply) -> None:
+            async with recording[account_apply.plan.account]:
+                await account_apply.record_adoptions()
+
+        async with anyio.create_task_group() as adopting:
+            for account_apply in applying:
+                adopting.start_soon(adopt, account_apply)
 
     async def apply_one(account_plan: AccountPlan) -> None:
         started = workspace.clock.now()
@@ -290,9 +300,10 @@ async def apply_plan(
         if options.wait and account_apply.stale and workspace.clock.now() < deadline:
             await account_apply.refresh_quietly()
         elapsed = workspace.clock.now() - started
-        await account_apply.record_outcomes()
-        if session is not None:
-            await session.checkpoint([name])
+        async with recording[name]:
+            await account_apply.record_outcomes()
+            if session is not None:
+                await session.checkpoint([name])
         failed = any(item.failure is not None for item in account_apply.items.values())
         sink.account_update(name, "failed" if failed else "done", account_apply.counts())
         await anyio.lowlevel.checkpoint()  # the polls that are due first
@@ -318,13 +329,20 @@ async def apply_plan(
                 group.start_soon(apply_one, account_plan)
     except* LedgerError as unwritable:
         # A ledger that cannot be written stops every account (no request may leave before
-        # its intent is on disk): the error as it is, not as a group from the accounts' tasks.
-        raise unwritable.exceptions[0] from None
+        # its intent is on disk): the error as it is, not as a group from the accounts' tasks
+        # (nor from the lull's, a group within the group).
+        raise _first_leaf(unwritable) from None
     finally:
         sink.close()
     failed = [_failed_account_report(f, workspace.account(f.account).api) for f in run.failures]
     ordered = sorted([*reports.values(), *failed], key=lambda r: r.account)
     return ApplyReport(accounts=tuple(ordered), waited=options.wait)
+
+
+def _first_leaf(group: BaseExceptionGroup[LedgerError]) -> LedgerError:
+    """The first error of an exception group, however deep."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _accounts_to_write(plan: Plan, ledger: LedgerState | None) -> list[str]:

@@ -15,10 +15,13 @@ all measured on ``plan`` of 10k models (see benchmarks/README.md):
 - The collector: the imports of the command line make about 85k containers, and CPython's
   default thresholds scan them over and over meanwhile (a hundred young collections, ten
   middle and a full one: 40 ms). None of them is garbage, so no collection runs until the
-  imports are done (:data:`IMPORT_THRESHOLD`); then :func:`tune_gc` freezes what they made
-  out of the collector for good. Parsing manifests and listings allocates hundreds of
+  imports are done (:data:`IMPORT_THRESHOLD`); the module that imports this one then calls
+  :func:`imports_done`, which freezes what they made out of the collector for good and gives
+  the thresholds back (a process that imports the command line without running it, a test,
+  keeps its collector as it was). Parsing manifests and listings allocates hundreds of
   thousands of small containers, none of them cyclic, and the default thresholds cost about
-  two thirds of the YAML parse time there too: :func:`tune_gc` also raises the first threshold.
+  two thirds of the YAML parse time there: :func:`tune_gc`, when a command runs, raises the
+  first threshold.
 """
 
 from __future__ import annotations
@@ -35,8 +38,15 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 GC_THRESHOLD = 50_000
 #: The same while the command line's modules are imported: more than they allocate.
 IMPORT_THRESHOLD = 1_000_000
-_, _middle, _old = gc.get_threshold()
-gc.set_threshold(IMPORT_THRESHOLD, _middle, _old)
+_BEFORE_IMPORTS = gc.get_threshold()
+gc.set_threshold(IMPORT_THRESHOLD, *_BEFORE_IMPORTS[1:])
+
+
+def imports_done() -> None:
+    """What the imports made frozen out of the collector (a collection of it all would follow
+    at once otherwise), and its thresholds as they were before them (see the module)."""
+    gc.freeze()
+    gc.set_threshold(*_BEFORE_IMPORTS)
 
 
 @contextlib.contextmanager

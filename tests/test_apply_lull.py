@@ -10,6 +10,7 @@ once every account has its first loads answered, while all of them wait for thei
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import anyio
@@ -20,11 +21,13 @@ import yaml
 from reconciler.api.kinds import ApiKind
 from reconciler.apply import ApplyOptions, Lull
 from reconciler.clock import FakeClock
+from reconciler.core.ledger_entries import LedgerEntry
 from reconciler.core.live import Condition
 from reconciler.core.plan import AccountPlan, Action, ModelChange
 from reconciler.emulator import EmulatorConfig, create_app
 from reconciler.emulator.config import AccountConfig
 from reconciler.engine import ApiAccess, apply_accounts
+from reconciler.errors import LedgerError
 from reconciler.ledger.memory import MemorySession
 from reconciler.manifest.loader import load_manifests
 
@@ -45,7 +48,27 @@ def _spec(api: str, model_id: str) -> dict[str, str]:
     }
 
 
-async def _first_run(root: Path) -> MemorySession:
+class SlowAdoptions(MemorySession):
+    """A ledger whose adoption records take 500 s to reach the journal, and which notes what
+    each account's checkpoint finds."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.checkpointed: dict[str, set[str]] = {}
+
+    async def record_many(self, account: str, entries: Mapping[str, LedgerEntry | None]) -> None:
+        if any(e is not None and e.outcome == "adopted" for e in entries.values()):
+            await self.clock.sleep(500.0)  # the loads end meanwhile
+        await super().record_many(account, entries)
+
+    async def checkpoint(self, accounts: Collection[str]) -> None:
+        for account in accounts:
+            entries = self.current_state([account]).entries(account)
+            self.checkpointed[account] = {m for m, e in entries.items() if e.outcome == "adopted"}
+
+
+async def _first_run(root: Path, session: MemorySession | None = None) -> MemorySession:
     clock = FakeClock(start=1000.0)
     keys = {name: f"sk-{name}-{secrets.token_hex(8)}" for name in ACCOUNTS}
     config = EmulatorConfig(
@@ -80,7 +103,9 @@ async def _first_run(root: Path) -> MemorySession:
         transport=httpx.ASGITransport(app=app),
         clock=clock,
     )
-    session = MemorySession()
+    session = MemorySession() if session is None else session
+    if isinstance(session, SlowAdoptions):
+        session.clock = clock
     _, report = await apply_accounts(access, session, ApplyOptions(timeout=3600.0))
     assert all(account.converged for account in report.accounts), report
     return session
@@ -106,6 +131,32 @@ async def test_adoptions_are_recorded_before_any_load_is_seen_done(
     for name in ACCOUNTS:
         entries = session.current_state([name]).entries(name)
         assert sum(e.outcome == "adopted" for e in entries.values()) == READY
+
+
+async def test_an_accounts_checkpoint_waits_for_its_adoptions_on_their_way(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    """Else the checkpoint (a push, on the git store) missed them until the run's end."""
+    session = await _first_run(tmp_path, SlowAdoptions(FakeClock()))
+    assert isinstance(session, SlowAdoptions)
+    assert {len(adopted) for adopted in session.checkpointed.values()} == {READY}
+
+
+class FullDisk(MemorySession):
+    """A ledger that cannot write adoption records."""
+
+    async def record_many(self, account: str, entries: Mapping[str, LedgerEntry | None]) -> None:
+        if any(e is not None and e.outcome == "adopted" for e in entries.values()):
+            raise LedgerError("cannot write the ledger journal: No space left on device")
+        await super().record_many(account, entries)
+
+
+async def test_a_ledger_that_cannot_write_in_the_lull_ends_the_run_with_its_error(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    """The error itself (the CLI's one line, exit 1), not a group of groups (a bug, exit 3)."""
+    with pytest.raises(LedgerError, match="No space left"):
+        await _first_run(tmp_path, FullDisk())
 
 
 def _plan(account: str, action: Action) -> AccountPlan:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,6 +35,12 @@ _VALUES = st.recursive(
 )
 
 
+@dataclass
+class _Point:
+    x: int
+    y: int
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -44,6 +53,12 @@ def test_the_canonical_text_is_json_dumps_for_any_value_without_floats(value: An
 def test_what_orjson_refuses_is_written_by_json_dumps() -> None:
     for value in ({1: "a", 2: "b"}, 10**30, ["\ud800"], {"a": {"b": True}}):
         assert canonical_json(value) == _dumps(value)
+
+
+@pytest.mark.parametrize("value", [{"at": datetime(2026, 1, 1, tzinfo=UTC)}, [_Point(1, 2)]])
+def test_what_json_dumps_refuses_is_still_refused(value: object) -> None:
+    with pytest.raises(TypeError):
+        canonical_json(value)
 
 
 def test_spec_hashes_are_those_earlier_versions_recorded() -> None:

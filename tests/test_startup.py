@@ -16,7 +16,7 @@ CHILD = textwrap.dedent(
     runs.clear()  # what ran before the start-up module is not its business
     import reconciler.cli
     during = list(runs)
-    threshold_after_imports = gc.get_threshold()[0]
+    threshold_after_imports = gc.get_threshold()[0]  # as it was: a test imports the CLI too
     reconciler.startup.tune_gc()
     print(json.dumps({
         "collections_during_imports": during,
@@ -34,7 +34,7 @@ def test_no_collection_runs_while_the_command_line_is_imported_then_it_is_tuned(
     seen = json.loads(done.stdout)
     # CPython's defaults ran about 120 collections (one full) over these imports: 40 ms.
     assert seen["collections_during_imports"] == []
-    assert seen["threshold_after_imports"] == 1_000_000
+    assert seen["threshold_after_imports"] == 700  # CPython's default, given back
     assert seen["threshold_after_tune"] == 50_000
     assert seen["frozen"] > 50_000  # what the imports made is out of the collector's way
     assert seen["ssl_patched_left"] is False  # the CA-bundle skip ended with aiohttp's import

@@ -71,11 +71,13 @@ def safe_json(document: object) -> str:
     reads back as the same ``[``: the data is unchanged. orjson writes it: ``json.dumps`` with
     ``indent`` runs in pure Python, and sorting the keys first in Python cost about as much,
     0.14 s for the plan of 10k models against 4 ms (issue 11). The text is the same but for
-    how a float's exponent is written (``1e-7`` for ``1e-07``) and NaN or an infinity, which
-    JSON has no word for (``null``, not ``NaN``). What orjson does not take as it is (a
-    non-string key, an integer beyond 64 bits, a string Rust cannot hold such as a lone
-    surrogate from a ``\\ud800`` in an answer, a subclass, a set) goes to ``json.dumps``, which
-    writes or refuses it as it always has.
+    how some floats are written (the shortest form: ``1e-7`` for ``1e-07``, ``0.00001`` for
+    ``1e-05``) and NaN or an infinity, which JSON has no word for (``null``, not ``NaN``).
+    What orjson does not take as it is (a non-string key, an integer beyond 64 bits, a string
+    Rust cannot hold such as a lone surrogate from a ``\\ud800`` in an answer, a subclass, a
+    date, a dataclass, a set) goes to ``json.dumps``, which writes or refuses it as it always
+    has; a plain ``Enum`` or a ``UUID``, which ``json.dumps`` refuses, orjson writes (the
+    documents are model dumps in JSON mode: they hold neither).
     """
     try:
         fast: str | None = orjson.dumps(document, option=_ORJSON_OPTIONS).decode()
