@@ -140,8 +140,17 @@ class GroupCommit:
                             await anyio.to_thread.run_sync(self._write, current.lines)
                         except OSError as exc:
                             current.error = exc.strerror or str(exc)
+                        except BaseException as exc:  # a bug: no writer may take it as written
+                            current.error = f"{type(exc).__name__}: {exc}"
+                            raise
                         finally:
                             current.done.set()
+            except BaseException:
+                # Nobody flushes what was submitted meanwhile: its writers must not wait forever.
+                waiting, self._open = self._open, _Batch()
+                waiting.error = "an earlier write of the journal failed"
+                waiting.done.set()
+                raise
             finally:
                 self._writing = False
         if batch.error:

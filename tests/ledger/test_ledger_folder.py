@@ -21,7 +21,13 @@ from reconciler.core.ledger_entries import Intent, LedgerEntry, LedgerState
 from reconciler.errors import LedgerError, LedgerLocked
 from reconciler.ledger import FolderLedger, default_ledger_path, open_ledger
 from reconciler.ledger.folder import AccountFile, first_error
-from reconciler.ledger.journal import JOURNAL_NAME, JournalFile, journal_line, replay
+from reconciler.ledger.journal import (
+    JOURNAL_NAME,
+    GroupCommit,
+    JournalFile,
+    journal_line,
+    replay,
+)
 from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
 
 RECOVERY_HINT = "Restore it from version control or a backup, or move it aside"
@@ -101,6 +107,41 @@ def test_records_are_durable_before_the_run_ends(ledger: FolderLedger) -> None:
     anyio.run(main)
     assert not (ledger.path / JOURNAL_NAME).exists()  # folded into the account files
     assert ledger.read().entries("acct") == {"m": entry("org/b")}
+
+
+def test_a_journal_write_that_breaks_releases_every_writer_as_not_written() -> None:
+    """A bug in the write (not an OSError) is raised to the writer that flushed; the others,
+    of its batch or the next, learn their lines were not written, rather than wait forever or
+    go on as if their intents were on disk."""
+    calls: list[list[str]] = []
+
+    def broken(lines: list[str]) -> None:
+        calls.append(lines)
+        raise RuntimeError("a bug")
+
+    commit = GroupCommit(broken, "journal.jsonl")
+    outcomes: dict[str, str] = {}
+
+    async def writer(name: str) -> None:
+        try:
+            await commit.submit(name)
+        except LedgerError as exc:
+            outcomes[name] = f"LedgerError: {exc}"
+        except RuntimeError as exc:
+            outcomes[name] = f"RuntimeError: {exc}"
+        else:
+            outcomes[name] = "written"
+
+    async def main() -> None:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                for name in ("first", "second", "third"):
+                    group.start_soon(writer, name)
+
+    anyio.run(main)
+    assert outcomes["first"] == "RuntimeError: a bug"
+    assert all(outcomes[n].startswith("LedgerError") for n in ("second", "third")), outcomes
+    assert "written" not in outcomes.values()
 
 
 def test_many_records_of_one_account_are_one_journal_write(
