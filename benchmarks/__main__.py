@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_argument("--sizes", default="1000,10000,100000", help="total models, comma-separated")
     plan.add_argument("--layouts", default="100,1", help="numbers of accounts, comma-separated")
     plan.add_argument("--timeout", type=float, default=300.0, help="seconds per run at most")
+    plan.add_argument("--output", default="text", choices=["text", "json"], help="plan's -o")
     plan.add_argument("--json", type=Path, help="write the results here")
     emulator = commands.add_parser("emulator", help="the emulator's CPU per large listing")
     emulator.add_argument("--models", type=int, default=10_000)
@@ -62,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
         sizes = [int(s) for s in args.sizes.split(",")]
         layouts = [int(s) for s in args.layouts.split(",")]
-        results: Any = {"machine": _machine(), "plan": plan_scale.run(sizes, layouts, args.timeout)}
+        results: Any = {
+            "machine": _machine(),
+            "plan": plan_scale.run(sizes, layouts, args.timeout, args.output),
+        }
         ok = all(row["exit_code"] in (0, 2) for row in results["plan"])
     else:
         results = {"machine": _machine()} | fleet_module.run(args)

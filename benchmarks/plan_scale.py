@@ -71,14 +71,17 @@ def plan_run(total: int, accounts: int, timeout: float, output: str = "text") ->
     }
 
 
-def run(sizes: list[int], layouts: list[int], timeout: float) -> list[dict[str, Any]]:
+def run(
+    sizes: list[int], layouts: list[int], timeout: float, output: str = "text"
+) -> list[dict[str, Any]]:
     """Every size in every layout (number of accounts), printed as they finish."""
     rows = []
     for total in sizes:
         for accounts in layouts:
-            row = plan_run(total, accounts, timeout)
+            row = plan_run(total, accounts, timeout, output)
             print(
-                f"plan {total:>7} models in {accounts:>3} account(s): exit {row['exit_code']}, "
+                f"plan {total:>7} models in {accounts:>3} account(s), -o {output}: "
+                f"exit {row['exit_code']}, "
                 f"wall {row['wall_s']:.2f} s, CPU {row['cpu_s']:.2f} s, "
                 f"peak RSS {row['peak_rss_mb']:.0f} MB",
                 flush=True,
