@@ -12,7 +12,6 @@ scouts send their loads before the others do.
 from __future__ import annotations
 
 import json
-import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +28,11 @@ from reconciler.core.ledger_entries import LedgerEntry
 from reconciler.core.live import Condition
 from reconciler.core.plan import AccountPlan, Action, ModelChange
 from reconciler.core.report import ApplyReport, Outcome
-from reconciler.emulator import EmulatorConfig, create_app
-from reconciler.emulator.config import AccountConfig
 from reconciler.engine import ApiAccess, apply_accounts
 from reconciler.ledger.memory import MemorySession
 from reconciler.manifest.loader import load_manifests
+
+from .fleet_support import fleet_emulator
 
 pytestmark = pytest.mark.anyio
 
@@ -110,17 +109,9 @@ async def _run_fleet(
 ) -> tuple[ApplyReport, ByAccount, FakeClock]:
     """Apply the fleet; the listings of ``fail_listings`` fail (503) once the loads are sent."""
     clock = FakeClock(start=1000.0)
-    keys = {name: f"sk-{name}-{secrets.token_hex(8)}" for name in ACCOUNTS}
-    config = EmulatorConfig(
-        accounts=[
-            AccountConfig(name=name, key=keys[name], api=api, queue_limit=QUEUE_LIMIT)
-            for name, api in ACCOUNTS.items()
-        ],
-        time_scale=1.0,
-        seed=11,
-    )
+    app, keys = fleet_emulator(ACCOUNTS, QUEUE_LIMIT, clock, seed=11)
     transport = ByAccount(
-        httpx.ASGITransport(app=create_app(config, real_clock=clock.now)),
+        httpx.ASGITransport(app=app),
         clock,
         {key: name for name, key in keys.items()},
         fail_listings,

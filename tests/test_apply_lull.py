@@ -9,7 +9,6 @@ once every account has its first loads answered, while all of them wait for thei
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -24,12 +23,12 @@ from reconciler.clock import FakeClock
 from reconciler.core.ledger_entries import LedgerEntry
 from reconciler.core.live import Condition
 from reconciler.core.plan import AccountPlan, Action, ModelChange
-from reconciler.emulator import EmulatorConfig, create_app
-from reconciler.emulator.config import AccountConfig
 from reconciler.engine import ApiAccess, apply_accounts
 from reconciler.errors import LedgerError
 from reconciler.ledger.memory import MemorySession
 from reconciler.manifest.loader import load_manifests
+
+from .fleet_support import fleet_emulator
 
 pytestmark = pytest.mark.anyio
 
@@ -70,16 +69,7 @@ class SlowAdoptions(MemorySession):
 
 async def _first_run(root: Path, session: MemorySession | None = None) -> MemorySession:
     clock = FakeClock(start=1000.0)
-    keys = {name: f"sk-{name}-{secrets.token_hex(8)}" for name in ACCOUNTS}
-    config = EmulatorConfig(
-        accounts=[
-            AccountConfig(name=name, key=keys[name], api=api, queue_limit=QUEUE_LIMIT)
-            for name, api in ACCOUNTS.items()
-        ],
-        time_scale=1.0,
-        seed=5,
-    )
-    app = create_app(config, real_clock=clock.now)
+    app, keys = fleet_emulator(ACCOUNTS, QUEUE_LIMIT, clock, seed=5)
     environ = {}
     for name, api in ACCOUNTS.items():
         ids = [f"{name}-m{n}" for n in range(READY + MISSING)]
