@@ -268,8 +268,8 @@ async def apply_plan(
 
     async def record_in_the_lull() -> None:
         # What needs no answer, recorded while the accounts wait for their loads rather than
-        # at their ends (see Lull), in one journal write; an account already recorded has
-        # nothing left to adopt.
+        # at their ends (see Lull), every account at once (the journal batches them); an
+        # account already recorded has nothing left to adopt.
         await lull.wait()
 
         async def adopt(account_apply: AccountApply) -> None:

@@ -109,17 +109,19 @@ def test_records_are_durable_before_the_run_ends(ledger: FolderLedger) -> None:
     assert ledger.read().entries("acct") == {"m": entry("org/b")}
 
 
-def test_a_journal_write_that_breaks_releases_every_writer_as_not_written() -> None:
+@pytest.mark.parametrize("breaks_at", [1, 2], ids=["flusher's-batch", "a-later-batch"])
+def test_a_journal_write_that_breaks_releases_every_writer_as_not_written(breaks_at: int) -> None:
     """A bug in the write (not an OSError) is raised to the writer that flushed; the others,
-    of its batch or the next, learn their lines were not written, rather than wait forever or
-    go on as if their intents were on disk."""
+    of the batch that broke or the next one, learn their lines were not written, rather than
+    wait forever or go on as if their intents were on disk."""
     calls: list[list[str]] = []
 
-    def broken(lines: list[str]) -> None:
+    def breaking(lines: list[str]) -> None:
         calls.append(lines)
-        raise RuntimeError("a bug")
+        if len(calls) == breaks_at:
+            raise RuntimeError("a bug")
 
-    commit = GroupCommit(broken, "journal.jsonl")
+    commit = GroupCommit(breaking, "journal.jsonl")
     outcomes: dict[str, str] = {}
 
     async def writer(name: str) -> None:
@@ -139,9 +141,13 @@ def test_a_journal_write_that_breaks_releases_every_writer_as_not_written() -> N
                     group.start_soon(writer, name)
 
     anyio.run(main)
-    assert outcomes["first"] == "RuntimeError: a bug"
-    assert all(outcomes[n].startswith("LedgerError") for n in ("second", "third")), outcomes
-    assert "written" not in outcomes.values()
+    # the first writer flushes its line alone; the two others wait and go in the next batch
+    assert calls[0] == ["first"]
+    written = {line for batch in calls[: breaks_at - 1] for line in batch}
+    assert outcomes["first"] == "RuntimeError: a bug"  # the flusher: the bug, as it is
+    for name in ("second", "third"):
+        expected = "written" if name in written else "LedgerError"
+        assert outcomes[name].startswith(expected), outcomes
 
 
 def test_many_records_of_one_account_are_one_journal_write(
