@@ -72,6 +72,12 @@ LEAD_WAIT = 2.0
 #: The actions that take a place in the account's queue on the server.
 _QUEUED = (Action.LOAD, Action.RELOAD, Action.REPLACE)
 
+
+def _loads_of(plan: AccountPlan) -> int:
+    """How many loads ``plan`` sends (each takes a place in the account's queue)."""
+    return sum(c.action in _QUEUED for c in plan.changes)
+
+
 #: Conditions in which a model's load has ended.
 _SETTLED = frozenset({Condition.READY, Condition.FAILED})
 
@@ -192,7 +198,7 @@ class LoadTimes:
         A scout may list just before its loads end and then wait out the spam window: with
         few loads (one wave) that costs only its last listing, never a whole second wave.
         """
-        queued = {p.account: sum(c.action in _QUEUED for c in p.changes) for p in plans}
+        queued = {p.account: _loads_of(p) for p in plans}
         leaders = sorted((name for name, n in queued.items() if n), key=lambda a: (queued[a], a))
         return cls(
             scouts=list(leaders[:SCOUTS]),
@@ -292,7 +298,7 @@ class Lull:
     @classmethod
     def for_run(cls, plans: Sequence[AccountPlan]) -> Lull:
         """The lull of a run of ``plans``: it comes when their accounts' first loads are in."""
-        lull = cls({p.account for p in plans if any(c.action in _QUEUED for c in p.changes)})
+        lull = cls({p.account for p in plans if _loads_of(p)})
         if not lull._sending:
             lull._quiet.set()
         return lull

@@ -28,22 +28,35 @@ import orjson
 
 #: Printable ASCII but the backslash: a text with nothing escaped in it.
 _UNESCAPED = re.compile(rb"[ -\[\]-~]*")
-_ORJSON_OPTIONS = (
+_SLOW = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+#: Sorted keys; what orjson would write where ``json.dumps`` refuses or writes otherwise is
+#: passed through, which orjson refuses.
+_PLAIN = (
     orjson.OPT_SORT_KEYS
     | orjson.OPT_PASSTHROUGH_SUBCLASS
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
 )
-_SLOW = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+def sorted_orjson(value: object, *, indent: bool = False) -> bytes | None:
+    """orjson's text of ``value``, keys sorted (indented by two if ``indent``), or None for
+    what it does not take as plain JSON: a non-string key, an integer beyond 64 bits, a lone
+    surrogate, a subclass, a date, a dataclass (``json.dumps`` then writes or refuses it).
+
+    Shared by :func:`canonical_json` and the renderers' ``safe_json``.
+    """
+    option = _PLAIN | orjson.OPT_INDENT_2 if indent else _PLAIN
+    try:
+        return orjson.dumps(value, option=option)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return None
 
 
 def canonical_json(value: object) -> str:
     """``json.dumps(value, sort_keys=True, separators=(",", ":"))`` of a value with no float
     in it (see the module)."""
-    try:
-        fast = orjson.dumps(value, option=_ORJSON_OPTIONS)
-    except TypeError:  # orjson.JSONEncodeError is one
-        fast = None
+    fast = sorted_orjson(value)
     if fast is not None and _UNESCAPED.fullmatch(fast):
         return fast.decode("ascii")
     return _SLOW.encode(value)

@@ -72,7 +72,8 @@ if "aiohttp" not in sys.modules:
 
 
 def tune_gc() -> None:
-    """Freeze what imports made and collect rarely; cycles are still collected."""
+    """Collect rarely from now on (cycles are still collected); what was made since
+    :func:`imports_done` is frozen too, as a command starts."""
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD, middle, old)

@@ -34,7 +34,7 @@ import logging
 import re
 from types import TracebackType
 
-import orjson
+from reconciler.canonical import sorted_orjson
 
 #: Escapes of the characters people know by a letter.
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -79,24 +79,14 @@ def safe_json(document: object) -> str:
     has; a plain ``Enum`` or a ``UUID``, which ``json.dumps`` refuses, orjson writes (the
     documents are model dumps in JSON mode: they hold neither).
     """
-    try:
-        fast: str | None = orjson.dumps(document, option=_ORJSON_OPTIONS).decode()
-    except TypeError:  # orjson.JSONEncodeError is one
-        fast = None  # json.dumps below, outside this handler: its errors are its own
-    text = fast if fast is not None else json.dumps(document, sort_keys=True, indent=2)
+    fast = sorted_orjson(document, indent=True)
+    # json.dumps's errors are its own: nothing of orjson's in their context
+    text = fast.decode() if fast is not None else json.dumps(document, sort_keys=True, indent=2)
     if not text.isascii() or _DEL in text:  # only in strings: JSON itself is ASCII
         text = _NOT_PLAIN_ASCII.sub(_json_escape, text)
     return text.replace(_LEGACY_COMMAND, "##\\u005b") + "\n"
 
 
-#: Sorted keys, two-space indent; anything but plain JSON refused (``json.dumps`` takes it).
-_ORJSON_OPTIONS = (
-    orjson.OPT_SORT_KEYS
-    | orjson.OPT_INDENT_2
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-)
 #: What ``ensure_ascii`` escapes that orjson leaves: DEL and every non-ASCII character.
 _NOT_PLAIN_ASCII = re.compile(r"[^\x00-\x7e]")
 _DEL = "\x7f"
