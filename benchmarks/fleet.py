@@ -3,7 +3,8 @@
 For each number of changes, every tool gets the same work on a fresh emulator in its own
 process (seeded with the unchanged models ready, the changed ones missing, injected latency):
 ``reconciler apply`` (a child process, ledger on), ``script_sequential.py`` and
-``script_threads.py``, in alternating order when repeated. Per run it records the child's wall
+``script_threads.py``, and ``script_oracle.py`` (the floor: a client told the load time, which
+does nothing else), in alternating order when repeated. Per run it records the child's wall
 and CPU time, the phase from the first API request to the last (the emulator's arrival times),
 the requests per endpoint, and the most loads in flight per account (a sweep over the load
 intervals in ``GET /_emulator/state``), and whether everything became ready. The schedule
@@ -38,7 +39,7 @@ from benchmarks.work import (
 )
 
 HERE = Path(__file__).resolve().parent
-TOOLS = ("apply", "sequential", "threads")
+TOOLS = ("apply", "sequential", "threads", "oracle")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _command(tool: str, base_url: str, folder: Path, args: argparse.Namespace) -> list[str]:
     window = args.spam_window / args.time_scale
+    load = args.load_seconds / args.time_scale  # told to the oracle only
     if tool == "apply":
         # BENCH_PROFILE=FILE runs apply under cProfile, its stats written to FILE.
         profile = os.environ.get("BENCH_PROFILE")
@@ -149,8 +151,9 @@ def _command(tool: str, base_url: str, folder: Path, args: argparse.Namespace) -
             "--timeout", str(args.tool_timeout), "-o", "json", *args.apply_args.split(),
         ]  # fmt: skip
     script = HERE / f"script_{tool}.py"
+    told = ["--load", str(load), "--queue", str(args.queue_limit)] if tool == "oracle" else []
     return [sys.executable, str(script), "--api-base", base_url,
-            "--work", str(folder / "work.json"), "--poll", str(window)]  # fmt: skip
+            "--work", str(folder / "work.json"), "--poll", str(window), *told]  # fmt: skip
 
 
 def _one_run(
@@ -210,7 +213,8 @@ def _one_run(
 def _shown_args(tool: str) -> list[str]:
     if tool == "apply":
         return ["--spam-window 0.5 apply manifests/ --ledger DIR --poll-interval 0.5 -o json"]
-    return ["--api-base URL --work work.json --poll 0.5"]
+    told = " --load 1.0 --queue 5" if tool == "oracle" else ""
+    return [f"--api-base URL --work work.json --poll 0.5{told}"]
 
 
 def _wait(child: subprocess.Popen[bytes], deadline: float) -> tuple[int, Any, bool]:
@@ -287,6 +291,11 @@ def _ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
                 f"{entry['apply_phase_over_bound']:.2f}x the bound "
                 f"({apply_row['bound_s']:.2f} s); whole process bound + "
                 f"{entry['apply_wall_minus_bound_s']:.2f} s")  # fmt: skip
+        oracle = best["oracle"]
+        if oracle is not None and oracle["phase_s"]:
+            entry["oracle_phase_over_bound"] = round(oracle["phase_s"] / apply_row["bound_s"], 2)
+            text += (f"; the oracle's phase {oracle['phase_s']:.2f} s = "
+                     f"{entry['oracle_phase_over_bound']:.2f}x")  # fmt: skip
         for tool in ("sequential", "threads"):
             other = best[tool]
             if other is not None:

@@ -12,6 +12,7 @@ LABELS = {
     "apply": "reconciler apply (whole process)",
     "sequential": "httpx script, sequential",
     "threads": "httpx script, 8 threads",
+    "oracle": "oracle: told the load time, does nothing else",
 }
 
 

@@ -30,11 +30,12 @@ def test_the_fleet_runner_runs_every_tool_at_a_tiny_size(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(out.read_text(encoding="utf-8"))
     runs = {row["tool"]: row for row in data["fleet"]}
-    assert set(runs) == {"apply", "sequential", "threads"}
+    assert set(runs) == {"apply", "sequential", "threads", "oracle"}
     for row in runs.values():
         assert row["converged"], row
         assert row["ready"] == 3
         assert not row["queue_limit_exceeded"]
         assert row["requests"] >= 3
     assert data["ratios"][0]["bound_s"] > 0
+    assert data["ratios"][0]["oracle_phase_over_bound"] > 0
     assert "lower bound" in result.stdout
