@@ -995,7 +995,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI inside the one error boundary and exit with a documented code."""
     args = list(sys.argv[1:] if argv is None else argv)
     startup.tune_gc()
-    sys.exit(run(args))
+    code = run(args)
+    startup.before_exit()
+    sys.exit(code)
 
 
 #: Where a command leaves its :class:`Refusal` in the object the boundary shares with it.
