@@ -15,7 +15,6 @@ import gc
 import json
 import os
 import re
-import stat
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,22 +26,12 @@ from pydantic_core import ErrorDetails
 
 from reconciler.api.kinds import API_KINDS, ApiKind
 from reconciler.errors import ManifestError, ManifestProblem
-from reconciler.manifest import models, plainyaml
+from reconciler.manifest import models, plainyaml, prefetch
+from reconciler.manifest.files import display_path, manifest_files, read_manifest_text
 from reconciler.manifest.models import LoadedAccount
 from reconciler.manifest.policy import TrustPolicy
 
-#: The manifest folders read when no paths are given (the CLI, and the default ledger's place).
-DEFAULT_MANIFEST_PATHS: tuple[str, ...] = ("manifests",)
-#: Mapping keys that look like an API key written into a manifest (design.md §2).
-_SECRET_KEY = re.compile(
-    r"^(api[_-]?)?key$|^(enterprise|secret|private|access)[_-]?key$|"
-    r"^(api[_-]?)?(secret|token)$",
-    re.IGNORECASE,
-)
-_SUFFIXES = (".yaml", ".yml")
-#: Beyond any honest manifest: one account of 100k models spelled out in full is about 20 MB
-#: (issue 11: that is valid); anything larger is a mistake (or /dev/zero's cousin).
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+_SECRET_KEY = plainyaml.SECRET_KEY
 #: Bounds on a document's node graph: real manifests are a few levels deep; deeper is a mistake.
 #: Aliases may add at most as many nodes as the document has or this many, whichever is more:
 #: beyond that is an alias bomb, reported before anything walks the expanded tree.
@@ -63,7 +52,7 @@ def load_manifests(
     problems: list[ManifestProblem] = []
     accounts: list[LoadedAccount] = []
     with collector_paused():
-        for file in _manifest_files(paths, problems):
+        for file in manifest_files(paths, problems):
             accounts.extend(_load_file(file, problems, policy or TrustPolicy()))
     _KEYS_SEEN.clear()  # documents whose keys were never walked (a later document failed)
     problems.extend(_duplicate_accounts(accounts))
@@ -91,167 +80,11 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _display(path: Path) -> str:
-    """A path as users wrote it (symlinks not followed), relative to the working directory
-    when under it: a message names the link a user committed, never its target."""
-    cwd = Path.cwd()
-    for candidate in (path.absolute(), path.parent.resolve() / path.name):
-        with contextlib.suppress(ValueError):
-            return str(candidate.relative_to(cwd))
-    return str(path)
-
-
-def _path_problem(path: Path, message: str) -> ManifestProblem:
-    """A problem with a path itself rather than its content: it points at the path's start."""
-    return ManifestProblem(_display(path), 1, 1, "", message)
-
-
-def _manifest_files(
-    paths: Sequence[str | os.PathLike[str]], problems: list[ManifestProblem]
-) -> Iterator[Path]:
-    seen: set[str] = set()
-    for raw in paths:
-        for file in _files_of(Path(raw), problems):
-            real = os.path.realpath(file)
-            if real not in seen:
-                seen.add(real)
-                yield file
-
-
-def _files_of(path: Path, problems: list[ManifestProblem]) -> list[Path]:
-    """The manifests a named path stands for: itself, or the ``*.yaml`` files under it.
-
-    Every file must resolve inside the named folder (for a named file: the folder it is
-    named in), so that a committed symlink cannot make the tool read a file elsewhere.
-    """
-    try:
-        info = path.stat()
-    except OSError as exc:
-        problems.append(_path_problem(path, _missing_reason(path, exc)))
-        return []
-    if stat.S_ISDIR(info.st_mode):
-        before = len(problems)
-        found = sorted(_walk(path, path.resolve(), problems))
-        if not found and len(problems) == before:
-            problems.append(_path_problem(path, "no *.yaml manifests in this folder"))
-        return found
-    if not stat.S_ISREG(info.st_mode):
-        problems.append(_path_problem(path, f"not a regular file or folder ({_kind(info)})"))
-        return []
-    root = path.absolute().parent.resolve()
-    if not _inside(path.resolve(), root):
-        problems.append(_path_problem(path, _outside_message(root)))
-        return []
-    return [path]
-
-
-def _walk(folder: Path, root: Path, problems: list[ManifestProblem]) -> Iterator[Path]:
-    """The ``*.yaml``/``*.yml`` files under ``folder``; unreadable folders, broken links and
-    links that leave ``root`` are problems, never silently skipped."""
-    pending = [folder]
-    while pending:
-        current = pending.pop()
-        try:
-            with os.scandir(current) as listing:
-                entries = list(listing)
-        except OSError as exc:
-            problems.append(_path_problem(current, f"cannot read this folder: {_reason(exc)}"))
-            continue
-        for entry in entries:
-            path = Path(entry.path)
-            manifest_name = path.suffix in _SUFFIXES
-            if entry.is_symlink():
-                target = Path(os.path.realpath(path))  # never raises, even on a link loop
-                if not target.exists():
-                    if manifest_name:
-                        problems.append(_path_problem(path, "broken symlink: no such target"))
-                    continue
-                if not _inside(target, root):
-                    if manifest_name or target.is_dir():
-                        problems.append(_path_problem(path, _outside_message(root)))
-                    continue
-                if target.is_dir():
-                    continue  # inside root: its files are found through their own path
-            elif entry.is_dir(follow_symlinks=False):
-                pending.append(path)
-                continue
-            if not manifest_name:
-                continue
-            try:
-                info = path.stat()
-            except OSError as exc:
-                problems.append(_path_problem(path, f"cannot read: {_reason(exc)}"))
-                continue
-            if stat.S_ISREG(info.st_mode):
-                yield path
-            elif not stat.S_ISDIR(info.st_mode):
-                problems.append(_path_problem(path, f"not a regular file ({_kind(info)})"))
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _outside_message(root: Path) -> str:
-    return (
-        f"refused: a symlink that resolves outside {_display(root)}; manifests must be files "
-        "inside the folders named on the command line"
-    )
-
-
-def _kind(info: os.stat_result) -> str:
-    if stat.S_ISFIFO(info.st_mode):
-        return "a FIFO"
-    if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-        return "a device"
-    if stat.S_ISSOCK(info.st_mode):
-        return "a socket"
-    return "not a regular file"
-
-
-def _missing_reason(path: Path, exc: OSError) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "broken symlink: no such target" if path.is_symlink() else "no such file or folder"
-    return f"cannot read: {_reason(exc)}"
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__
-
-
-def _read_text(path: Path, name: str, problems: list[ManifestProblem]) -> str | None:
-    """The file's text, read without blocking (never waits on a FIFO swapped in) and bounded."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except OSError as exc:
-        problems.append(ManifestProblem(name, 1, 1, "", f"cannot read: {_reason(exc)}"))
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            problems.append(ManifestProblem(name, 1, 1, "", f"not a regular file ({_kind(info)})"))
-            return None
-        data = handle.read(MAX_MANIFEST_BYTES + 1)
-    if len(data) > MAX_MANIFEST_BYTES:
-        problems.append(ManifestProblem(name, 1, 1, "", f"larger than {MAX_MANIFEST_BYTES} bytes"))
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        before = data[: exc.start]
-        line, column = before.count(b"\n") + 1, len(before) - before.rfind(b"\n")
-        byte = data[exc.start]
-        problems.append(
-            ManifestProblem(name, line, column, "", f"not UTF-8 text (byte 0x{byte:02x})")
-        )
-        return None
-
-
 def _load_file(
     path: Path, problems: list[ManifestProblem], policy: TrustPolicy
 ) -> list[LoadedAccount]:
-    name = _display(path)
-    text = _read_text(path, name, problems)
+    name = display_path(path)
+    text = read_manifest_text(path, name, problems)
     if text is None:
         return []
     plain = _load_plain(name, text, policy)
@@ -288,7 +121,10 @@ def _load_plain(name: str, text: str, policy: TrustPolicy) -> list[LoadedAccount
     tree; every check of the careful reading runs on them, and at the first problem the whole
     file is read again the careful way, which reports it (and every other) at file:line.
     """
-    documents = plainyaml.read_plain(text, _Loader, _SECRET_KEY)
+    ahead = prefetch.parsed(text)  # read in a second process as the command line started
+    documents = (
+        ahead.documents if ahead is not None else plainyaml.read_plain(text, _Loader, _SECRET_KEY)
+    )
     if not documents:
         return None
     accounts = []
@@ -311,9 +147,7 @@ def _load_plain(name: str, text: str, policy: TrustPolicy) -> list[LoadedAccount
     return accounts
 
 
-#: libyaml's parser when PyYAML was built with it (ten times faster on large trees), else
-#: PyYAML's own; both keep every node's line and column.
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Loader = plainyaml.SAFE_LOADER
 
 
 def _parse_documents(text: str) -> Iterator[tuple[yaml.Node, Any]]:

@@ -35,6 +35,17 @@ from yaml.events import (
     StreamStartEvent,
 )
 
+#: libyaml's parser when PyYAML was built with it (ten times faster on large trees), else
+#: PyYAML's own; both keep every node's line and column. The loader's careful reading uses it
+#: too, so that both readings resolve scalars alike.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Mapping keys that look like an API key written into a manifest (design.md §2): not plain,
+#: and a problem for the careful reading.
+SECRET_KEY = re.compile(
+    r"^(api[_-]?)?key$|^(enterprise|secret|private|access)[_-]?key$|"
+    r"^(api[_-]?)?(secret|token)$",
+    re.IGNORECASE,
+)
 #: Deeper than any manifest; the careful reading reports real depth problems (limit 32).
 _MAX_DEPTH = 24
 _STR_TAG = "tag:yaml.org,2002:str"
