@@ -3,9 +3,9 @@
 Imported by :mod:`reconciler.cli` before anything that imports httpx or aiohttp. Each of these
 was measured on ``plan`` or ``apply`` of 10k models (see benchmarks/README.md):
 
-- The manifests are parsed in a second process while the rest imports, when this process is
-  the command line (:func:`reconciler.manifest.prefetch.start_if_command_line`): 0.1 s of YAML
-  taken off the start, on a core that idles meanwhile.
+- ``apply``'s manifests are parsed in a second process while the rest imports
+  (:func:`reconciler.manifest.prefetch.start_if_command_line`): 0.1 s of YAML taken off the
+  start, on a core that idles meanwhile.
 - httpx imports its own command line (click, rich and pygments) whenever they are installed,
   about 60 ms at every start. Marking ``httpx._main`` as absent makes httpx fall back to the stub
   it has for when those are missing; the reconciler never uses httpx's command line.

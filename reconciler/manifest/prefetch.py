@@ -1,9 +1,10 @@
 """Manifests parsed in a second process while the command line's modules import (issue 11).
 
-A command that reads manifests spends its first quarter of a second importing its modules,
-then (10k models) a tenth of a second parsing their YAML: both on one core, while another one
-idles. So as the command line starts (:mod:`reconciler.startup`), :func:`start` forks a child
-that finds the manifests the arguments name (or the default folder) with
+``apply`` spends its first quarter of a second importing its modules, then (10k models) a
+tenth of a second parsing the manifests' YAML: both on one core, while another one idles (the
+run's clock is the target there: issue 11). So as the command line starts
+(:mod:`reconciler.startup`), :func:`start` forks a child that finds the manifests the
+arguments name (or the default folder) with
 :mod:`reconciler.manifest.files`, which refuses what the loader refuses, parses each one the
 fast way (:func:`~reconciler.manifest.plainyaml.read_plain`) and sends the documents back
 through a pipe. The child imports YAML and nothing else of the package's weight, so it is done
@@ -16,7 +17,9 @@ arguments (an option's value taken for a path) costs the child's time and nothin
 child writes only to its pipe, stops at its first error, and ends with the parent's Ctrl-C.
 
 It runs only where it pays: where there is a fork (Linux), two CPUs or more for this process,
-and a command that reads manifests. ``RECONCILER_PREFETCH=0`` turns it off.
+and ``apply``. Not for ``plan``, ``validate`` or ``status``: their target is the CPU they take
+(issue 11), and the child adds some (reading the files twice, the pickle both ways) for the
+wall time it saves. ``RECONCILER_PREFETCH=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ from reconciler.manifest.files import DEFAULT_MANIFEST_PATHS, manifest_files, re
 
 log = logging.getLogger("reconciler.manifest")
 
-#: The commands that read manifests first thing (the others read none, or read them later).
-COMMANDS = frozenset({"validate", "plan", "apply", "status"})
+#: The commands whose manifests are parsed ahead (see the module).
+COMMANDS = frozenset({"apply"})
 #: The longest the loader waits for the child's parses before it parses everything itself.
 RECEIVE_SECONDS = 10.0
 
@@ -82,9 +85,9 @@ def start_if_command_line() -> None:
 
 
 def named_paths(args: Sequence[str]) -> tuple[str, ...] | None:
-    """The manifest paths of a command line that reads manifests, as far as a guess can tell
-    without its parser: the existing paths after the command, or the default folder. None
-    for any other command."""
+    """The manifest paths of an ``apply`` command line, as far as a guess can tell without its
+    parser: the existing paths after the command, or the default folder. None for any other
+    command."""
     command = next((i for i, arg in enumerate(args) if arg in COMMANDS), None)
     if command is None:
         return None

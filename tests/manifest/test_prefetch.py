@@ -99,7 +99,8 @@ def test_what_a_command_line_names_is_guessed_as_paths_that_exist(tmp_path: Path
         str(manifests),
         str(ledger),  # an option's value: a wasted guess, never a wrong parse
     )
-    assert prefetch.named_paths(["plan", "-o", "json"]) == ("manifests",)
+    assert prefetch.named_paths(["apply", "-o", "json"]) == ("manifests",)
+    assert prefetch.named_paths(["plan", "-o", "json"]) is None  # its target is its CPU
     assert prefetch.named_paths(["emulator", "--port", "0"]) is None
     assert prefetch.named_paths(["--help"]) is None
 
@@ -116,19 +117,21 @@ needs_two_cpus = pytest.mark.skipif(
 
 
 @needs_two_cpus
-def test_the_command_line_parses_ahead_and_says_the_same(manifest_tree: ManifestTree) -> None:
+def test_apply_parses_ahead_and_says_the_same(manifest_tree: ManifestTree) -> None:
     folder = manifest_tree({f"{n}.yaml": _manifest(n) for n in ("alpha", "beta", "gamma")})
+    keyless = {k: v for k, v in os.environ.items() if not k.startswith("MODELSLAB_")}
     runs = {}
     for switch in ("0", "1"):
-        runs[switch] = subprocess.run(
-            [sys.executable, "-m", "reconciler", "--debug", "validate", str(folder), "-o", "json"],
+        runs[switch] = subprocess.run(  # read, then refused: the accounts' keys are not set
+            [sys.executable, "-m", "reconciler", "--debug", "apply", str(folder), "--no-ledger"],
             capture_output=True,
             text=True,
             check=False,
-            env=os.environ | {"RECONCILER_PREFETCH": switch},
+            env=keyless | {"RECONCILER_PREFETCH": switch},
         )
-    assert runs["0"].returncode == runs["1"].returncode == 0, runs["1"].stderr
+    assert runs["0"].returncode == runs["1"].returncode == 1, runs["1"].stderr
     assert runs["1"].stdout == runs["0"].stdout
+    assert "MODELSLAB_ALPHA_KEY" in runs["1"].stdout + runs["1"].stderr
     assert "parsed ahead in a second process: 3 files" in runs["1"].stderr
     assert "parsed ahead" not in runs["0"].stderr
 
