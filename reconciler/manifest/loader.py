@@ -1,7 +1,9 @@
 """Read manifest files into validated accounts, or one error listing every problem.
 
-The only module that reads manifests from disk. It walks files and folders (``*.yaml`` and
-``*.yml``, recursively), parses every YAML document while keeping each node's position, and
+It reads the files that the named paths stand for (:mod:`reconciler.manifest.files`: ``*.yaml``
+and ``*.yml``, recursively, with its guards), parses every YAML document while keeping each
+node's position (plain ones the fast way, perhaps already parsed in a second process:
+:mod:`reconciler.manifest.prefetch`), and
 translates PyYAML and pydantic errors at this boundary into :class:`ManifestProblem` entries
 that name the file, line, column and field path. Nothing raised by PyYAML or pydantic escapes;
 problems of all files are collected and raised together as one :class:`ManifestError`.
@@ -31,6 +33,7 @@ from reconciler.manifest.files import display_path, manifest_files, read_manifes
 from reconciler.manifest.models import LoadedAccount
 from reconciler.manifest.policy import TrustPolicy
 
+#: Mapping keys that look like an API key written into a manifest (shared with the fast reading).
 _SECRET_KEY = plainyaml.SECRET_KEY
 #: Bounds on a document's node graph: real manifests are a few levels deep; deeper is a mistake.
 #: Aliases may add at most as many nodes as the document has or this many, whichever is more:
@@ -147,6 +150,7 @@ def _load_plain(name: str, text: str, policy: TrustPolicy) -> list[LoadedAccount
     return accounts
 
 
+#: The careful reading's loader: the fast reading's, so that both resolve scalars alike.
 _Loader = plainyaml.SAFE_LOADER
 
 

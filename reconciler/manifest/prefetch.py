@@ -80,18 +80,24 @@ def start_if_command_line() -> None:
     if not this_command or os.environ.get("RECONCILER_PREFETCH") == "0":
         return
     paths = named_paths(sys.argv[1:])
-    if paths is not None and hasattr(os, "fork") and len(os.sched_getaffinity(0)) > 1:
+    linux = hasattr(os, "fork") and hasattr(os, "sched_getaffinity")
+    if paths is not None and linux and len(os.sched_getaffinity(0)) > 1:
         start(paths)
 
 
 def named_paths(args: Sequence[str]) -> tuple[str, ...] | None:
     """The manifest paths of an ``apply`` command line, as far as a guess can tell without its
-    parser: the existing paths after the command, or the default folder. None for any other
-    command."""
+    parser: the existing paths after the command but a saved plan (``*.json``, as
+    :func:`reconciler.planfile.split_plan_file` tells them apart), or the default folder.
+    None for any other command."""
     command = next((i for i, arg in enumerate(args) if arg in COMMANDS), None)
     if command is None:
         return None
-    named = [a for a in args[command + 1 :] if not a.startswith("-") and Path(a).exists()]
+    named = [
+        arg
+        for arg in args[command + 1 :]
+        if not arg.startswith("-") and not arg.endswith(".json") and Path(arg).exists()
+    ]
     return tuple(named) or DEFAULT_MANIFEST_PATHS
 
 

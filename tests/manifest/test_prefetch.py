@@ -100,6 +100,9 @@ def test_what_a_command_line_names_is_guessed_as_paths_that_exist(tmp_path: Path
         str(ledger),  # an option's value: a wasted guess, never a wrong parse
     )
     assert prefetch.named_paths(["apply", "-o", "json"]) == ("manifests",)
+    (tmp_path / "plan.json").write_text("{}", encoding="utf-8")
+    saved = str(tmp_path / "plan.json")  # a saved plan: the manifests are the default folder
+    assert prefetch.named_paths(["apply", saved, "--auto-approve"]) == ("manifests",)
     assert prefetch.named_paths(["plan", "-o", "json"]) is None  # its target is its CPU
     assert prefetch.named_paths(["emulator", "--port", "0"]) is None
     assert prefetch.named_paths(["--help"]) is None
