@@ -292,7 +292,7 @@ def _ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
                 f"({apply_row['bound_s']:.2f} s); whole process bound + "
                 f"{entry['apply_wall_minus_bound_s']:.2f} s")  # fmt: skip
         oracle = best["oracle"]
-        if oracle is not None and oracle["phase_s"]:
+        if oracle is not None and oracle["phase_s"] and not oracle["timed_out"]:
             entry["oracle_phase_over_bound"] = round(oracle["phase_s"] / apply_row["bound_s"], 2)
             text += (f"; the oracle's phase {oracle['phase_s']:.2f} s = "
                      f"{entry['oracle_phase_over_bound']:.2f}x")  # fmt: skip

@@ -55,8 +55,11 @@ def load_manifests(
     problems: list[ManifestProblem] = []
     accounts: list[LoadedAccount] = []
     with collector_paused():
-        for file in manifest_files(paths, problems):
-            accounts.extend(_load_file(file, problems, policy or TrustPolicy()))
+        try:
+            for file in manifest_files(paths, problems):
+                accounts.extend(_load_file(file, problems, policy or TrustPolicy()))
+        finally:
+            prefetch.finish()  # the rest of what was parsed ahead is of no use now
     _KEYS_SEEN.clear()  # documents whose keys were never walked (a later document failed)
     problems.extend(_duplicate_accounts(accounts))
     if problems:
