@@ -60,8 +60,7 @@ from reconciler.fsutil import SymlinkRefused, atomic_write_text
 from reconciler.github.flow import CommentMode
 from reconciler.github.step import GithubStep, github_mode
 from reconciler.ledger.store import LedgerStore, open_ledger
-from reconciler.manifest.files import DEFAULT_MANIFEST_PATHS
-from reconciler.manifest.loader import load_manifests
+from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS, load_manifests
 from reconciler.manifest.models import Api, LoadedAccount
 from reconciler.manifest.policy import DEFAULT_KEY_ENV_PATTERN, TrustPolicy, operator_policy
 from reconciler.planfile import read_plan_file, split_plan_file, write_plan_file

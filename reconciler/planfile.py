@@ -21,7 +21,7 @@ from reconciler.core.plan import PLAN_FORMAT_VERSION, Plan
 from reconciler.errors import ConfigError
 from reconciler.fsutil import atomic_write_text
 from reconciler.ledger.store import first_error
-from reconciler.manifest.files import DEFAULT_MANIFEST_PATHS
+from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
 from reconciler.render.plan_json import DERIVED_KEYS, plan_json_text
 
 #: A plan names accounts and models: readable by its owner only.

@@ -25,7 +25,7 @@ from typing import Protocol
 from reconciler.core.ledger_entries import LedgerEntry, LedgerState
 from reconciler.ledger.folder import FolderLedger, first_error
 from reconciler.ledger.git import DEFAULT_BRANCH, GitBranchLedger, find_repository
-from reconciler.manifest.files import DEFAULT_MANIFEST_PATHS
+from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
 
 LEDGER_FOLDER_NAME = ".reconciler-ledger"
 #: The single-file ledger of earlier releases, beside the manifests; converted on first use.

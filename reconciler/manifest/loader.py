@@ -29,9 +29,16 @@ from pydantic_core import ErrorDetails
 from reconciler.api.kinds import API_KINDS, ApiKind
 from reconciler.errors import ManifestError, ManifestProblem
 from reconciler.manifest import models, plainyaml, prefetch
-from reconciler.manifest.files import display_path, manifest_files, read_manifest_text
+from reconciler.manifest.files import (
+    DEFAULT_MANIFEST_PATHS,
+    display_path,
+    manifest_files,
+    read_manifest_text,
+)
 from reconciler.manifest.models import LoadedAccount
 from reconciler.manifest.policy import TrustPolicy
+
+__all__ = ["DEFAULT_MANIFEST_PATHS", "collector_paused", "load_manifests"]
 
 #: Mapping keys that look like an API key written into a manifest (shared with the fast reading).
 _SECRET_KEY = plainyaml.SECRET_KEY

@@ -13,9 +13,10 @@ package's weight, so at that size it is done before the parent needs it.
 
 The loader trusts none of it blindly: it still reads and checks every file itself, and takes
 the child's parse (:func:`parsed`) only of a text it read that is the very text the child
-parsed (the same SHA-256), once; any other text it parses itself. It never waits for the
-child: a parse that has not arrived when the loader reaches its file is parsed by the loader,
-so a slow child (a huge manifest, a busy machine) costs nothing but its own CPU. When the
+parsed (the same SHA-256), once; any other text it parses itself. (The same text gives the
+same parse: the same code and YAML tables, which nothing changes at run time.) It never waits
+for the child: a parse that has not arrived when the loader reaches its file is parsed by the
+loader, so a slow child (a huge manifest, a busy machine) costs nothing but its own CPU. When the
 loader is done (:func:`finish`), or the process exits, the child is stopped and reaped. A
 wrong guess at the arguments costs the child's work and nothing else. The child writes only
 to its pipe, stops at its first error, and leaves a Ctrl-C to the parent.

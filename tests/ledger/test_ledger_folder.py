@@ -28,7 +28,7 @@ from reconciler.ledger.journal import (
     journal_line,
     replay,
 )
-from reconciler.manifest.files import DEFAULT_MANIFEST_PATHS
+from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
 
 RECOVERY_HINT = "Restore it from version control or a backup, or move it aside"
 WHEN = "2026-11-25T10:00:00Z"

@@ -11,7 +11,7 @@ from reconciler.core.diff import FieldChange
 from reconciler.core.live import Condition
 from reconciler.core.plan import AccountPlan, Action, ModelChange, Plan
 from reconciler.errors import ConfigError
-from reconciler.manifest.files import DEFAULT_MANIFEST_PATHS
+from reconciler.manifest.loader import DEFAULT_MANIFEST_PATHS
 from reconciler.planfile import read_plan_file, split_plan_file, write_plan_file
 from reconciler.render.plan_json import plan_json_text
 
