@@ -36,12 +36,14 @@ import contextlib
 import fcntl
 import gc
 import hashlib
+import io
 import logging
 import os
 import pickle
 import select
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +83,8 @@ APPLY_VALUE_OPTIONS = frozenset(
 #: Manifests larger than this in all are parsed by the loader alone: the child would hold
 #: their parse in memory beside the parent (a pod's limit), for a gain that shrinks with size.
 MAX_AHEAD_BYTES = 8 * 1024 * 1024
+#: The longest a child that was killed is waited for (it is left to the system after that).
+REAP_SECONDS = 0.5
 _LENGTH = 8  # bytes of a frame's length
 
 
@@ -97,6 +101,7 @@ class _Child:
 
     pid: int
     pipe: int
+    pidfd: int | None = None
     received: bytearray = field(default_factory=bytearray)
 
 
@@ -117,7 +122,7 @@ def start_if_command_line() -> None:
     if not this_command or os.environ.get("RECONCILER_PREFETCH") == "0":
         return
     paths = named_paths(sys.argv[1:])
-    if paths is not None and _can_fork() and _cpus() > 1:
+    if paths is not None and _can_fork() and _cpus() >= 2:
         start(paths)
 
 
@@ -161,7 +166,7 @@ def _cpus() -> float:
         ("/sys/fs/cgroup/cpu.max", None),  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
         ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
     ):
-        with contextlib.suppress(OSError, ValueError, IndexError):
+        with contextlib.suppress(OSError, ValueError, IndexError, ArithmeticError):
             quota_text = Path(quota_file).read_text(encoding="ascii").split()
             period = (
                 Path(period_file).read_text(encoding="ascii")
@@ -191,23 +196,48 @@ def parse_each(paths: Sequence[str]) -> Iterator[tuple[bytes, Parse]]:
 
 
 def start(paths: Sequence[str]) -> None:
-    """Fork the child that parses the manifests under ``paths`` (see the module)."""
+    """Fork the child that parses the manifests under ``paths`` (see the module); a fork that
+    fails (a limit on processes or files) only means no child."""
     global _child
-    read_end, write_end = os.pipe()
-    # No Ctrl-C between the fork and the child's own handler: it would run the parent's code.
+    if _child is not None:
+        return
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        return
+    # No Ctrl-C from the fork until the child is known (and stopped at the exit): neither a
+    # child that runs the parent's code nor one that nobody stops.
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        try:
+            pid = os.fork()
+        except OSError as exc:
             os.close(read_end)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it, and reaps it
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-            _work(paths, write_end)
+            os.close(write_end)
+            log.debug("no parse ahead of the manifests: %s", exc)
+            return
+        if pid == 0:  # pragma: no cover - the child's coverage is not collected
+            try:
+                os.close(read_end)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it, and reaps it
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                _work(paths, write_end)
+            finally:
+                os._exit(1)  # never the parent's code, whatever happened
+        os.close(write_end)
+        _child = _Child(pid, read_end, _pidfd(pid))
+        atexit.register(finish)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    os.close(write_end)
-    _child = _Child(pid, read_end)
-    atexit.register(finish)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A handle on the child itself (Linux 5.3 and later), so that no signal and no wait can
+    ever reach another process that took its pid after it was reaped."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _work(paths: Sequence[str], pipe: int) -> NoReturn:  # pragma: no cover - in the child
@@ -233,6 +263,8 @@ def parsed(text: str) -> Parse | None:
     """The child's parse of ``text`` if it has arrived and is of this very text (each is taken
     once), else None: the caller parses the text itself. Never waits for the child."""
     global _taken
+    if _child is None and not _parses:
+        return None  # nothing parsed ahead (plan, validate): no hash to take
     if _child is not None:
         _receive(_child)
     parse = _parses.pop(_digest(text), None)
@@ -255,7 +287,7 @@ def _receive(child: _Child) -> None:
         if len(received) < end:
             break  # the rest of the frame is on its way
         try:
-            digest, parse = pickle.loads(received[_LENGTH:end])  # our own child's frame
+            digest, parse = _Frames(io.BytesIO(received[_LENGTH:end])).load()
         except Exception:  # never from our child; a miss, then, like any other
             ended = True
             break
@@ -278,16 +310,61 @@ def finish() -> None:
 
 
 def _stop() -> None:
-    """Stop the child if it still works, and reap it (a child that ended is there to reap)."""
+    """Stop the child if it still works, and reap it, without waiting long: a child stuck in
+    the kernel (a hung network file system) is left for the system to reap."""
     global _child
     child, _child = _child, None
     if child is None:
         return
     os.close(child.pipe)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(child.pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(child.pid, 0)
+    try:
+        if not _reaped(child):
+            _kill(child)
+            deadline = time.monotonic() + REAP_SECONDS
+            while not _reaped(child) and time.monotonic() < deadline:
+                time.sleep(0.001)
+    finally:
+        if child.pidfd is not None:
+            os.close(child.pidfd)
+
+
+def _reaped(child: _Child) -> bool:
+    """Reap the child if it has ended; True when it is gone (reaped here or elsewhere)."""
+    try:
+        if child.pidfd is not None:
+            return os.waitid(os.P_PIDFD, child.pidfd, os.WEXITED | os.WNOHANG) is not None
+        return os.waitpid(child.pid, os.WNOHANG) != (0, 0)
+    except ChildProcessError:  # reaped elsewhere: its pid may be another process's now
+        return True
+
+
+def _kill(child: _Child) -> None:
+    with contextlib.suppress(OSError):
+        if child.pidfd is not None:
+            signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
+        else:
+            os.kill(child.pid, signal.SIGKILL)
+
+
+class _Frames(pickle.Unpickler):
+    """Our own child's frames hold nothing but these (the values of plain YAML scalars)."""
+
+    ALLOWED = frozenset(
+        {
+            (__name__, "Parse"),
+            (plainyaml.__name__, "PlainDocument"),
+            ("datetime", "date"),
+            ("datetime", "datetime"),
+            ("datetime", "timedelta"),
+            ("datetime", "timezone"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"not in a parse: {module}.{name}")
+        found: type = super().find_class(module, name)
+        return found
 
 
 def _digest(text: str) -> bytes:
