@@ -109,6 +109,7 @@ class _Child:
 _child: _Child | None = None
 #: The parses that came from the child and were not taken yet, by the SHA-256 of their text.
 _parses: dict[bytes, Parse] = {}
+#: How many of them the loader took (for the debug line at :func:`finish`).
 _taken = 0
 
 
