@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import gc
 import hashlib
 import io
@@ -251,6 +250,8 @@ def _work(paths: Sequence[str], pipe: int) -> NoReturn:  # pragma: no cover - in
         for digest, parse in parse_each(paths):
             frame = pickle.dumps((digest, parse), protocol=pickle.HIGHEST_PROTOCOL)
             frames += len(frame).to_bytes(_LENGTH, "big") + frame
+        import fcntl  # here: the module is imported where there is no fcntl (Windows) too
+
         with contextlib.suppress(OSError):  # a larger pipe: fewer turns to drain it
             fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, 1 << 20)
         with open(pipe, "wb") as out:
