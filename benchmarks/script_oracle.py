@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from script_sequential import LOAD
 
-LOAD = {"community": "v3/load_model", "enterprise": "v1/enterprise/load_model"}
+#: A listing as apply makes it (a community account's in two calls).
 LISTING = {
     "community": ("v3/finetune_list", "v4/dreambooth/model_list"),
     "enterprise": ("v1/enterprise/get_all_models",),

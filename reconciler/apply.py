@@ -146,6 +146,29 @@ class _Item:
 
 
 @dataclass
+class Awaited:
+    """Accounts something waits for, until none is left (at once when there was none): the
+    leading scouts' first loads (:class:`LoadTimes`), every account's (:class:`Lull`)."""
+
+    names: set[str] = field(default_factory=set)
+    _none_left: anyio.Event = field(default_factory=anyio.Event)
+
+    def __post_init__(self) -> None:
+        if not self.names:
+            self._none_left.set()
+
+    def done(self, name: str) -> None:
+        """``name`` is no longer waited for."""
+        self.names.discard(name)
+        if not self.names:
+            self._none_left.set()
+
+    async def wait(self) -> None:
+        """Until none is left."""
+        await self._none_left.wait()
+
+
+@dataclass
 class LoadTimes:
     """How long a load has taken in this run: the shortest seen, shared by every account.
 
@@ -186,8 +209,7 @@ class LoadTimes:
     #: Whether the scouts' first polls are staggered (other accounts wait for what they learn).
     stagger: bool = False
     #: Scouts whose first loads have not been answered yet (see :meth:`for_run`).
-    _leading: set[str] = field(default_factory=set)
-    _led: anyio.Event = field(default_factory=anyio.Event)
+    _leading: Awaited = field(default_factory=Awaited)
     #: The quickest round trip of a load accepted in this run (see above).
     quickest_answer: float | None = None
 
@@ -203,12 +225,12 @@ class LoadTimes:
         return cls(
             scouts=list(leaders[:SCOUTS]),
             stagger=len(leaders) > SCOUTS,
-            _leading=set(leaders[:SCOUTS]),
+            _leading=Awaited(set(leaders[:SCOUTS])),
         )
 
     async def after_leaders(self, account: str, clock: Clock) -> None:
         """Wait (at most :data:`LEAD_WAIT`) until the leading scouts' first loads are answered."""
-        if account in self._leading or not self._leading:
+        if account in self._leading.names or not self._leading.names:
             return
         async with anyio.create_task_group() as group:
 
@@ -217,14 +239,12 @@ class LoadTimes:
                 group.cancel_scope.cancel()
 
             group.start_soon(give_up)
-            await self._led.wait()
+            await self._leading.wait()
             group.cancel_scope.cancel()
 
     def led(self, account: str) -> None:
         """``account``'s first loads were answered (or it will send none)."""
-        self._leading.discard(account)
-        if not self._leading:
-            self._led.set()
+        self._leading.done(account)
 
     def saw(self, seconds: float) -> None:
         """A load was seen ready ``seconds`` after it was sent (an upper bound of its time)."""
@@ -279,7 +299,7 @@ class LoadTimes:
 
 
 @dataclass
-class Lull:
+class Lull(Awaited):
     """A run's first quiet time: every account that sends loads has its first ones answered.
 
     Until then, the client's CPU is what spaces the loads of the first wave (issue 11); after
@@ -288,30 +308,14 @@ class Lull:
     not at each account's end, where a hundred accounts' outcomes, checkpoints and reports
     come together after the last listings: the models an account adopts (declared, ready, not
     in the ledger), 9,000 records in a first run over 100 accounts of 100 models. An account
-    that ends before the lull (nothing to load, a refused key) records them at its end.
+    that ends before the lull (nothing to load, a refused key) records them at its end. Its
+    names are the accounts whose first loads are not answered yet.
     """
-
-    #: The accounts whose first loads are not answered yet.
-    _sending: set[str] = field(default_factory=set)
-    _quiet: anyio.Event = field(default_factory=anyio.Event)
 
     @classmethod
     def for_run(cls, plans: Sequence[AccountPlan]) -> Lull:
         """The lull of a run of ``plans``: it comes when their accounts' first loads are in."""
-        lull = cls({p.account for p in plans if _loads_of(p)})
-        if not lull._sending:
-            lull._quiet.set()
-        return lull
-
-    def passed(self, account: str) -> None:
-        """``account``'s first loads were answered (or it sends none, or it has ended)."""
-        self._sending.discard(account)
-        if not self._sending:
-            self._quiet.set()
-
-    async def wait(self) -> None:
-        """Until the lull has come."""
-        await self._quiet.wait()
+        return cls({p.account for p in plans if _loads_of(p)})
 
 
 @dataclass
@@ -381,7 +385,7 @@ class AccountApply:
         """Nobody need wait for this account's first loads any more (see :class:`Lull`)."""
         self.load_times.led(self.plan.account)
         if self.lull is not None:
-            self.lull.passed(self.plan.account)
+            self.lull.done(self.plan.account)
 
     async def record_adoptions(self) -> None:
         """Record the models this account adopts, ahead of :meth:`record_outcomes` (which then

@@ -18,7 +18,7 @@ import pytest
 from reconciler import apply as apply_module
 from reconciler.api.client import Accepted
 from reconciler.api.kinds import ApiKind
-from reconciler.apply import AccountApply, ApplyOptions, LoadTimes, _Item
+from reconciler.apply import AccountApply, ApplyOptions, Awaited, LoadTimes, _Item
 from reconciler.clock import FakeClock
 from reconciler.core.events import NullProgress
 from reconciler.core.ledger_fold import LedgerEvent
@@ -215,7 +215,7 @@ async def test_a_leader_whose_queue_is_full_does_not_hold_the_others_back() -> N
     client = FullQueue(clock)
     run = one_account(client, clock, loads=1, poll_interval=30.0)
     run.live = await client.read_live()  # the plan's listing: five loads in progress
-    run.load_times = LoadTimes(scouts=["acct"], _leading={"acct"})
+    run.load_times = LoadTimes(scouts=["acct"], _leading=Awaited({"acct"}))
     released: list[float] = []
 
     async def other_account() -> None:
@@ -233,7 +233,7 @@ async def test_intents_noted_while_waiting_for_the_leaders_are_taken_back_if_sto
     """Stopped (Ctrl-C) before its loads were sent: the next run must not wait for them."""
     clock = FakeClock()
     run = one_account(QueuedLoads(clock), clock, loads=7, poll_interval=30.0)
-    run.load_times = LoadTimes(scouts=["leader"], _leading={"leader"})  # never answered
+    run.load_times = LoadTimes(scouts=["leader"], _leading=Awaited({"leader"}))  # never answered
     recorded: list[dict[str, object]] = []
 
     async def record(entries: Mapping[str, object]) -> None:
@@ -503,7 +503,7 @@ async def test_intents_whose_write_a_stop_interrupts_are_still_taken_back() -> N
     leaders), they are on disk all the same, and must be taken back."""
     clock = FakeClock()
     run = one_account(QueuedLoads(clock), clock, loads=5, poll_interval=30.0)
-    run.load_times = LoadTimes(scouts=["leader"], _leading={"leader"})  # never answered
+    run.load_times = LoadTimes(scouts=["leader"], _leading=Awaited({"leader"}))  # never answered
     records: list[dict[str, object]] = []
 
     async def slow_record(entries: Mapping[str, object]) -> None:

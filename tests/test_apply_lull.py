@@ -178,11 +178,11 @@ async def test_the_lull_comes_when_every_account_that_loads_has_passed(
     async with anyio.create_task_group() as group:
         group.start_soon(wait)
         await anyio.sleep(0)
-        lull.passed("a")
-        lull.passed("c")  # sends nothing: never waited for
+        lull.done("a")
+        lull.done("c")  # sends nothing: never waited for
         await anyio.sleep(0)
         assert came == []
-        lull.passed("b")
+        lull.done("b")
     assert came == ["lull"]
     quiet = Lull.for_run([_plan("c", Action.NOOP)])  # nothing to load: no wait at all
     with anyio.fail_after(1):
